@@ -1,0 +1,355 @@
+"""Sensor-kit and calibration files: load, validate, save.
+
+Two versioned YAML files describe a rig (examples: ``sensors/sim-default.yaml``,
+``calibration/sim-default.yaml``; the format is documented in ``docs/rig-files.md``):
+
+- a **sensor kit** says which sensors exist and how to reach them (id, kind, source URI, rate, frame,
+  nominal transport latency) and which calibration file belongs to it;
+- a **calibration** holds camera intrinsics in ROS ``camera_info`` terms, extrinsics ``T_base_sensor``
+  (translation m + quaternion x y z w) and per-sensor time offsets (int64 ns).
+
+Every validation error is a :class:`RigFileError` naming the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from edgefuse.errors import InputError
+from edgefuse.geometry import CameraModel, Transform
+
+FORMAT_VERSION = 1
+SENSOR_KINDS = ("camera", "lidar", "radar", "odometry", "imu", "gnss")
+# ROS camera_info distortion_model names ↔ our camera model names
+_ROS_MODELS = {"plumb_bob": "pinhole", "rational_polynomial": None, "equidistant": "fisheye"}
+
+
+class RigFileError(InputError):
+    """A sensor-kit or calibration file is malformed: ``path``, ``key`` (dotted) and what was expected."""
+
+    def __init__(self, path: str | os.PathLike, key: str, message: str):
+        self.path = str(path)
+        self.key = key
+        super().__init__(f"{self.path}: {key}: {message}" if key else f"{self.path}: {message}")
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    """One sensor of a kit. ``nominal_latency_ns``: transport latency the kit declares (subtracted when
+    mapping stamps, DESIGN §3); ``rate_hz``: the nominal message rate."""
+
+    id: str
+    kind: str
+    source: str
+    rate_hz: float
+    frame: str
+    nominal_latency_ns: int = 0
+    clock: str = "sensor"  # "sensor": own clock, mapped online; "host"/"ptp"/"gps": passed through
+
+
+@dataclass(frozen=True)
+class SensorKit:
+    name: str
+    sensors: tuple[SensorSpec, ...]
+    reference: str
+    calibration: Path | None
+    path: Path | None = None
+
+    def sensor(self, sensor_id: str) -> SensorSpec:
+        for s in self.sensors:
+            if s.id == sensor_id:
+                return s
+        raise KeyError(f"kit {self.name!r} has no sensor {sensor_id!r}; sensors: {[s.id for s in self.sensors]}")
+
+    def by_kind(self, kind: str) -> tuple[SensorSpec, ...]:
+        return tuple(s for s in self.sensors if s.kind == kind)
+
+
+@dataclass
+class Calibration:
+    """Intrinsics (camera id → :class:`CameraModel`), extrinsics (sensor id → ``T_base_sensor``),
+    time offsets (sensor id → ns, added to the mapped stamp) and free-form provenance."""
+
+    cameras: dict[str, CameraModel] = field(default_factory=dict)
+    extrinsics: dict[str, Transform] = field(default_factory=dict)
+    time_offsets_ns: dict[str, int] = field(default_factory=dict)
+    base_frame: str = "base_link"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def T_base(self, sensor_id: str) -> Transform:
+        try:
+            return self.extrinsics[sensor_id]
+        except KeyError:
+            raise KeyError(
+                f"calibration has no extrinsics for {sensor_id!r}; it has {sorted(self.extrinsics)}"
+            ) from None
+
+    def camera(self, sensor_id: str) -> CameraModel:
+        try:
+            return self.cameras[sensor_id]
+        except KeyError:
+            raise KeyError(f"calibration has no intrinsics for {sensor_id!r}; it has {sorted(self.cameras)}") from None
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+class _Ctx:
+    """Walks a parsed YAML tree, raising RigFileError with the path of the key being read."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = path
+
+    def fail(self, key: str, msg: str):
+        raise RigFileError(self.path, key, msg)
+
+    def mapping(self, node: Any, key: str) -> dict:
+        if not isinstance(node, dict):
+            self.fail(key, f"expected a mapping, got {_describe(node)}")
+        return node
+
+    def get(self, node: dict, key: str, name: str, kind: type | tuple, default: Any = ...) -> Any:
+        full = f"{key}.{name}" if key else name
+        if name not in node:
+            if default is ...:
+                self.fail(full, "missing (required)")
+            return default
+        value = node[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds:
+            self.fail(full, f"expected {_kind_name(kinds)}, got a boolean")
+        if not isinstance(value, kinds):
+            self.fail(full, f"expected {_kind_name(kinds)}, got {_describe(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(full, f"expected a finite number, got {value}")
+        return value
+
+    def numbers(self, node: dict, key: str, name: str, n: int) -> np.ndarray:
+        full = f"{key}.{name}" if key else name
+        value = self.get(node, key, name, list)
+        if len(value) != n:
+            self.fail(full, f"expected a list of {n} numbers, got {len(value)} items")
+        for i, v in enumerate(value):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                self.fail(f"{full}[{i}]", f"expected a finite number, got {_describe(v)}")
+        return np.asarray(value, dtype=np.float64)
+
+    def no_unknown(self, node: dict, key: str, allowed: tuple[str, ...]) -> None:
+        extra = sorted(set(node) - set(allowed))
+        if extra:
+            where = key or "top level"
+            self.fail(f"{key}.{extra[0]}" if key else extra[0], f"unknown key at {where}; allowed: {list(allowed)}")
+
+
+def _kind_name(kinds: tuple) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a mapping", bool: "a boolean"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _describe(v: Any) -> str:
+    if v is None:
+        return "nothing (null)"
+    if isinstance(v, (dict, list)):
+        return f"a {type(v).__name__}"
+    return f"{type(v).__name__} {v!r}"
+
+
+def _read_yaml(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RigFileError(path, "", "file not found") from None
+    except UnicodeDecodeError as e:
+        raise RigFileError(path, "", f"not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise RigFileError(path, "", f"not valid YAML{where}: {problem}") from None
+    ctx = _Ctx(path)
+    ctx.mapping(doc, "")
+    version = ctx.get(doc, "", "version", int)
+    if version != FORMAT_VERSION:
+        ctx.fail("version", f"expected {FORMAT_VERSION}, got {version}")
+    return doc
+
+
+# ---------------------------------------------------------------- sensor kits
+
+
+def load_kit(path: str | os.PathLike) -> SensorKit:
+    """Load and validate a sensor-kit YAML. The calibration path is resolved relative to the kit file."""
+    doc = _read_yaml(path)
+    ctx = _Ctx(path)
+    ctx.no_unknown(doc, "", ("version", "name", "sensors", "reference", "calibration", "description"))
+    name = ctx.get(doc, "", "name", str)
+    items = ctx.get(doc, "", "sensors", list)
+    if not items:
+        ctx.fail("sensors", "expected at least one sensor")
+    sensors: list[SensorSpec] = []
+    for i, node in enumerate(items):
+        key = f"sensors[{i}]"
+        ctx.mapping(node, key)
+        ctx.no_unknown(node, key, ("id", "kind", "source", "rate_hz", "frame", "nominal_latency_ms", "clock"))
+        sid = ctx.get(node, key, "id", str)
+        if any(s.id == sid for s in sensors):
+            ctx.fail(f"{key}.id", f"duplicate sensor id {sid!r}")
+        kind = ctx.get(node, key, "kind", str)
+        if kind not in SENSOR_KINDS:
+            ctx.fail(f"{key}.kind", f"expected one of {list(SENSOR_KINDS)}, got {kind!r}")
+        source = ctx.get(node, key, "source", str)
+        if "://" not in source:
+            ctx.fail(f"{key}.source", f"expected a source URI such as 'velodyne://0.0.0.0:2368', got {source!r}")
+        rate = ctx.get(node, key, "rate_hz", float)
+        if rate <= 0:
+            ctx.fail(f"{key}.rate_hz", f"expected a positive rate in Hz, got {rate}")
+        latency_ms = ctx.get(node, key, "nominal_latency_ms", float, 0.0)
+        if latency_ms < 0:
+            ctx.fail(f"{key}.nominal_latency_ms", f"expected a latency ≥ 0 ms, got {latency_ms}")
+        clock = ctx.get(node, key, "clock", str, "sensor")
+        if clock not in ("sensor", "host", "ptp", "gps"):
+            ctx.fail(f"{key}.clock", f"expected one of ['sensor', 'host', 'ptp', 'gps'], got {clock!r}")
+        sensors.append(
+            SensorSpec(
+                id=sid,
+                kind=kind,
+                source=source,
+                rate_hz=rate,
+                frame=ctx.get(node, key, "frame", str, sid),
+                nominal_latency_ns=int(round(latency_ms * 1e6)),
+                clock=clock,
+            )
+        )
+    reference = ctx.get(doc, "", "reference", str, "")
+    if not reference:
+        lidars = [s.id for s in sensors if s.kind == "lidar"]
+        reference = lidars[0] if lidars else sensors[0].id
+    elif reference not in [s.id for s in sensors]:
+        ctx.fail("reference", f"expected one of the kit's sensor ids {[s.id for s in sensors]}, got {reference!r}")
+    calib = ctx.get(doc, "", "calibration", str, "")
+    calib_path = (Path(path).parent / calib).resolve() if calib else None
+    return SensorKit(name, tuple(sensors), reference, calib_path, Path(path))
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def _load_camera(ctx: _Ctx, node: Any, key: str) -> CameraModel:
+    ctx.mapping(node, key)
+    ctx.no_unknown(
+        node,
+        key,
+        ("image_width", "image_height", "distortion_model", "camera_matrix", "distortion_coefficients",
+         "camera_name", "rectification_matrix", "projection_matrix"),
+    )
+    width = ctx.get(node, key, "image_width", int)
+    height = ctx.get(node, key, "image_height", int)
+    if width <= 0 or height <= 0:
+        ctx.fail(f"{key}.image_width", f"expected positive image size, got {width}x{height}")
+    ros_model = ctx.get(node, key, "distortion_model", str, "plumb_bob")
+    model = _ROS_MODELS.get(ros_model)
+    if model is None:
+        ctx.fail(f"{key}.distortion_model", f"expected 'plumb_bob' or 'equidistant', got {ros_model!r}")
+    cm = ctx.mapping(ctx.get(node, key, "camera_matrix", dict), f"{key}.camera_matrix")
+    K = ctx.numbers(cm, f"{key}.camera_matrix", "data", 9).reshape(3, 3)
+    if K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] != 1.0:
+        ctx.fail(f"{key}.camera_matrix.data", f"expected fx > 0, fy > 0 and K[2][2] = 1, got {K.ravel().tolist()}")
+    n = 5 if model == "pinhole" else 4
+    dc = ctx.mapping(ctx.get(node, key, "distortion_coefficients", dict), f"{key}.distortion_coefficients")
+    dist = ctx.numbers(dc, f"{key}.distortion_coefficients", "data", n)
+    return CameraModel(width, height, K, dist, model)
+
+
+def _load_extrinsic(ctx: _Ctx, node: Any, key: str) -> Transform:
+    ctx.mapping(node, key)
+    ctx.no_unknown(node, key, ("parent", "translation", "rotation", "rpy_deg"))
+    t = ctx.numbers(node, key, "translation", 3)
+    if "rotation" in node and "rpy_deg" in node:
+        ctx.fail(f"{key}.rotation", "expected either 'rotation' (quaternion x y z w) or 'rpy_deg', not both")
+    if "rpy_deg" in node:
+        r, p, y = np.deg2rad(ctx.numbers(node, key, "rpy_deg", 3))
+        return Transform.from_rpy(t, r, p, y)
+    q = ctx.numbers(node, key, "rotation", 4)
+    norm = float(np.linalg.norm(q))
+    if abs(norm - 1.0) > 1e-3:
+        ctx.fail(f"{key}.rotation", f"expected a unit quaternion x y z w, got norm {norm:.6f}")
+    return Transform.from_quat(t, q)
+
+
+def load_calibration(path: str | os.PathLike) -> Calibration:
+    """Load and validate a calibration YAML (format: docs/rig-files.md)."""
+    doc = _read_yaml(path)
+    ctx = _Ctx(path)
+    ctx.no_unknown(doc, "", ("version", "base_frame", "cameras", "extrinsics", "time_offsets_ns", "provenance"))
+    calib = Calibration(base_frame=ctx.get(doc, "", "base_frame", str, "base_link"))
+    for cam_id, node in ctx.mapping(ctx.get(doc, "", "cameras", dict, {}), "cameras").items():
+        calib.cameras[str(cam_id)] = _load_camera(ctx, node, f"cameras.{cam_id}")
+    for sid, node in ctx.mapping(ctx.get(doc, "", "extrinsics", dict, {}), "extrinsics").items():
+        calib.extrinsics[str(sid)] = _load_extrinsic(ctx, node, f"extrinsics.{sid}")
+    offsets = ctx.mapping(ctx.get(doc, "", "time_offsets_ns", dict, {}), "time_offsets_ns")
+    for sid in offsets:
+        calib.time_offsets_ns[str(sid)] = ctx.get(offsets, "time_offsets_ns", sid, int)
+    calib.provenance = ctx.mapping(ctx.get(doc, "", "provenance", dict, {}), "provenance")
+    missing = sorted(set(calib.cameras) - set(calib.extrinsics))
+    if missing:
+        ctx.fail(f"extrinsics.{missing[0]}", "missing: every camera with intrinsics needs its T_base_sensor")
+    return calib
+
+
+def camera_to_ros(cam: CameraModel, name: str = "") -> dict:
+    """A camera as a ROS camera_info YAML mapping (also the per-camera block of our calibration file)."""
+    P = np.zeros((3, 4))
+    P[:, :3] = cam.K
+    out = {
+        "image_width": cam.width,
+        "image_height": cam.height,
+        "distortion_model": "plumb_bob" if cam.model == "pinhole" else "equidistant",
+        "camera_matrix": {"rows": 3, "cols": 3, "data": [float(v) for v in cam.K.ravel()]},
+        "distortion_coefficients": {"rows": 1, "cols": len(cam.distortion), "data": [float(v) for v in cam.distortion]},
+        "rectification_matrix": {"rows": 3, "cols": 3, "data": [float(v) for v in np.eye(3).ravel()]},
+        "projection_matrix": {"rows": 3, "cols": 4, "data": [float(v) for v in P.ravel()]},
+    }
+    if name:
+        out["camera_name"] = name
+    return out
+
+
+def calibration_to_dict(calib: Calibration) -> dict:
+    return {
+        "version": FORMAT_VERSION,
+        "base_frame": calib.base_frame,
+        "cameras": {k: camera_to_ros(v) for k, v in calib.cameras.items()},
+        "extrinsics": {
+            k: {
+                "parent": calib.base_frame,
+                "translation": [float(v) for v in T.translation],
+                "rotation": [float(v) for v in T.quat],
+            }
+            for k, T in calib.extrinsics.items()
+        },
+        "time_offsets_ns": {k: int(v) for k, v in calib.time_offsets_ns.items()},
+        "provenance": calib.provenance,
+    }
+
+
+def save_calibration(calib: Calibration, path: str | os.PathLike) -> None:
+    """Write a calibration YAML atomically (temp file + rename)."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(calibration_to_dict(calib), sort_keys=False), encoding="utf-8")
+    os.replace(tmp, p)
