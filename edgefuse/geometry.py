@@ -261,14 +261,32 @@ class CameraModel:
             return (uv[:, 0] >= 0) & (uv[:, 0] < self.width) & (uv[:, 1] >= 0) & (uv[:, 1] < self.height)
 
     def undistort_normalized(self, uv: np.ndarray, iterations: int = 20) -> np.ndarray:
-        """(N, 2) distorted pixels → (N, 2) ideal normalized coordinates, by fixed-point iteration
-        (as OpenCV's undistortPoints)."""
+        """(N, 2) distorted pixels → (N, 2) ideal normalized coordinates (x/z, y/z).
+
+        pinhole: OpenCV's fixed-point iteration x = (x_d − tangential(x)) / radial(x); fisheye: Newton on
+        θ_d = θ(1 + k1θ² + …), as ``cv2.fisheye.undistortPoints``."""
         d = (np.asarray(uv, dtype=np.float64) - self.K[:2, 2]) @ np.linalg.inv(self.K[:2, :2]).T
-        xy = d.copy()
+        if self.model == "pinhole":
+            k1, k2, p1, p2, k3 = self.distortion
+            x, y = d[:, 0].copy(), d[:, 1].copy()
+            for _ in range(iterations):
+                r2 = x * x + y * y
+                radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+                dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+                dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+                x = (d[:, 0] - dx) / radial
+                y = (d[:, 1] - dy) / radial
+            return np.stack([x, y], axis=1)
+        k = self.distortion
+        theta_d = np.hypot(d[:, 0], d[:, 1])
+        theta = theta_d.copy()
         for _ in range(iterations):
-            err = self.distort_normalized(xy) - d
-            xy = xy - err
-        return xy
+            t2 = theta * theta
+            f = theta * (1 + k[0] * t2 + k[1] * t2**2 + k[2] * t2**3 + k[3] * t2**4) - theta_d
+            df = 1 + 3 * k[0] * t2 + 5 * k[1] * t2**2 + 7 * k[2] * t2**3 + 9 * k[3] * t2**4
+            theta = theta - f / df
+        scale = np.where(theta_d > 1e-12, np.tan(theta) / np.maximum(theta_d, 1e-12), 1.0)
+        return d * scale[:, None]
 
     def rays(self, uv: np.ndarray) -> np.ndarray:
         """(N, 2) pixels → (N, 3) unit rays in the optical frame."""
