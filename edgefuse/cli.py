@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -87,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=cmd_log_info, human=_human_log_info)
 
+    from edgefuse.sim.run import add_cli as _add_sim_cli  # `edgefuse sim record|preview|serve`
+
+    _add_sim_cli(sub)
+
     return parser
 
 
@@ -108,11 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (InputError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         return _fail(e, as_json)
-    if as_json:
-        print(json.dumps(_to_jsonable(result), sort_keys=False))
-    else:
-        human = getattr(args, "human", None)
-        human(result) if human else _print_kv(result)
+    try:
+        if as_json:
+            print(json.dumps(_to_jsonable(result), sort_keys=False))
+        else:
+            human = getattr(args, "human", None)
+            human(result) if human else _print_kv(result)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `edgefuse … | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

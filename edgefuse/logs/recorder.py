@@ -1,0 +1,279 @@
+"""Record :class:`edgefuse.types.Message` streams into MCAP with ROS 2 schemas.
+
+The container is the ``mcap`` library's :class:`mcap.writer.Writer`; we add the ROS 2 CDR encoding
+(:mod:`edgefuse.logs.ros2`), topics, channel metadata, the calibration, and the chunk clock:
+
+- a chunk closes (is compressed and written) when it reaches ``chunk_size`` bytes, when a
+  :meth:`Recorder.write` finds it older than ``chunk_interval_ns`` of host monotonic time, or when
+  :meth:`Recorder.tick` does (call it from an idle loop). Closed chunks go straight to the OS (no user-space
+  buffer), so a recording killed with SIGKILL keeps every closed chunk;
+- stamps: ``header.stamp`` = ``Message.stamp_ns``; MCAP ``log_time`` = ``recv_ns`` (as rosbag2 does, and
+  what ``ros2 bag play`` paces by); ``publish_time`` = ``raw_stamp_ns``; ``sequence`` = ``seq``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import yaml
+from mcap.well_known import MessageEncoding, SchemaEncoding
+from mcap.writer import CompressionType, Writer
+
+import edgefuse
+from edgefuse.errors import InputError
+from edgefuse.logs import ros2
+from edgefuse.rig import Calibration, calibration_to_dict
+from edgefuse.types import Detections, Message, Odometry
+
+_U64 = 2**64
+_U32 = 2**32
+
+#: rosbag2's QoS YAML for a latched topic (transient local, keep last 1), so ``ros2 bag play`` re-publishes
+#: /tf_static the way late subscribers expect.
+TF_STATIC_QOS = (
+    "- history: 3\n  depth: 0\n  reliability: 1\n  durability: 1\n"
+    "  deadline:\n    sec: 2147483647\n    nsec: 4294967295\n"
+    "  lifespan:\n    sec: 2147483647\n    nsec: 4294967295\n"
+    "  liveliness: 1\n  liveliness_lease_duration:\n    sec: 2147483647\n    nsec: 4294967295\n"
+    "  avoid_ros_namespace_conventions: false\n"
+)
+
+CALIBRATION_ATTACHMENT = "calibration.yaml"
+
+
+class _FdSink:
+    """An unbuffered binary file for mcap's Writer: every write goes to the OS at once."""
+
+    def __init__(self, path: str):
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._pos = 0
+
+    def write(self, data) -> int:
+        mv = memoryview(data)
+        if mv.nbytes == 0:
+            return 0
+        mv = mv.cast("B")
+        n = 0
+        while n < mv.nbytes:
+            n += os.write(self._fd, mv[n:])
+        self._pos += n
+        return n
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+@dataclass
+class _Channel:
+    id: int
+    schema: str
+    payload: str
+    sensor_id: str
+    frame: str
+
+
+class Recorder:
+    """Writes an MCAP log. Use as a context manager (or call :meth:`close`).
+
+    ``compression``: ``"zstd"`` or ``"none"``; ``chunk_interval_ns``: the oldest a chunk may get (host
+    monotonic time, from ``clock``) before it is closed; ``chunk_size``: bytes (uncompressed) at which a chunk
+    closes anyway. ``clock``: host monotonic ns (injected for tests and replay)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        compression: str = "zstd",
+        chunk_interval_ns: int = 1_000_000_000,
+        chunk_size: int = 4 << 20,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ):
+        kinds = {"zstd": CompressionType.ZSTD, "none": CompressionType.NONE}
+        if compression not in kinds:
+            raise InputError(f"Recorder compression: expected 'zstd' or 'none', got {compression!r}")
+        if chunk_interval_ns <= 0 or chunk_size <= 0:
+            raise InputError(
+                "Recorder: expected chunk_interval_ns > 0 and chunk_size > 0, "
+                f"got {chunk_interval_ns}, {chunk_size}"
+            )
+        self.path = str(path)
+        self.compression = compression
+        self.chunk_interval_ns = int(chunk_interval_ns)
+        self._clock = clock
+        self._sink = _FdSink(self.path)
+        self._writer = Writer(self._sink, chunk_size=chunk_size, compression=kinds[compression])
+        self._writer.start(profile="ros2", library=f"edgefuse {edgefuse.__version__}")
+        self._schemas: dict[str, int] = {}
+        self._channels: dict[str, _Channel] = {}
+        self._chunk_opened_ns: int | None = None
+        self._pending_calibration: tuple[Calibration, dict[str, str]] | None = None
+        self._first: Message | None = None
+        self.message_count = 0
+        #: messages in closed chunks (on disk, safe from a crash of this process)
+        self.flushed_count = 0
+        self._closed = False
+
+    # ---------------------------------------------------------------- context
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the last chunk and writes the summary and footer."""
+        if self._closed:
+            return
+        if self._pending_calibration is not None:
+            self._write_calibration_now(0, 0)
+        self._writer.finish()
+        self.flushed_count = self.message_count
+        self._sink.close()
+        self._closed = True
+
+    # ---------------------------------------------------------------- chunks
+
+    def flush(self) -> None:
+        """Close the open chunk now (compress it and hand it to the OS)."""
+        self._writer.flush()
+        self._chunk_opened_ns = None
+        self.flushed_count = self.message_count
+
+    def tick(self, now_ns: int | None = None) -> bool:
+        """Close the open chunk if it is older than ``chunk_interval_ns``; returns True if it did."""
+        if self._chunk_opened_ns is None:
+            return False
+        now = self._clock() if now_ns is None else int(now_ns)
+        if now - self._chunk_opened_ns >= self.chunk_interval_ns:
+            self.flush()
+            return True
+        return False
+
+    # ---------------------------------------------------------------- channels
+
+    def _schema_id(self, name: str) -> int:
+        sid = self._schemas.get(name)
+        if sid is None:
+            sid = self._writer.register_schema(name, SchemaEncoding.ROS2, ros2.schema_text(name).encode())
+            self._schemas[name] = sid
+        return sid
+
+    def _channel(
+        self, topic: str, schema: str, payload: str, sensor_id: str, frame: str, qos: str = ""
+    ) -> _Channel:
+        ch = self._channels.get(topic)
+        if ch is None:
+            meta = {"edgefuse.payload": payload, "edgefuse.sensor_id": sensor_id, "edgefuse.frame": frame}
+            if qos:
+                meta["offered_qos_profiles"] = qos
+            cid = self._writer.register_channel(topic, MessageEncoding.CDR, self._schema_id(schema), meta)
+            ch = _Channel(cid, schema, payload, sensor_id, frame)
+            self._channels[topic] = ch
+            return ch
+        for what, have, want in (
+            ("payload type", payload, ch.payload),
+            ("sensor_id", sensor_id, ch.sensor_id),
+        ):
+            if have != want:
+                raise InputError(
+                    f"{self.path}: topic {topic}: {what} {have!r} differs from the channel's {want!r}"
+                )
+        return ch
+
+    # ---------------------------------------------------------------- writing
+
+    def write(self, msg: Message, topic: str | None = None, now_ns: int | None = None) -> str:
+        """Append one message; returns its topic (default ``/<sensor_id>/<kind>``, see docs/logs.md).
+
+        Raises :class:`InputError` for a stamp MCAP cannot hold (negative ``recv_ns``/``raw_stamp_ns``,
+        ``seq`` outside uint32) or a topic reused with another payload type or sensor; nothing is written
+        then."""
+        if self._closed:
+            raise InputError(f"{self.path}: recorder is closed")
+        kind = type(msg.payload)
+        if kind not in ros2.PAYLOAD_SCHEMA:
+            raise InputError(
+                f"{self.path}: Message.payload: expected one of {list(ros2.PAYLOAD_TYPES)}, "
+                f"got {kind.__name__}"
+            )
+        schema, suffix = ros2.PAYLOAD_SCHEMA[kind]
+        topic = topic or f"/{msg.sensor_id}/{suffix}"
+        for name, v, hi in (
+            ("recv_ns", msg.recv_ns, _U64),
+            ("raw_stamp_ns", msg.raw_stamp_ns, _U64),
+            ("seq", msg.seq, _U32),
+        ):
+            if not 0 <= v < hi:
+                raise InputError(
+                    f"{self.path}: topic {topic}: Message.{name}: "
+                    f"expected 0 <= value < 2**{hi.bit_length() - 1}, got {v}"
+                )
+        try:
+            data = ros2.encode(msg.payload, msg.stamp_ns, msg.frame)
+        except ros2.StampError as e:
+            raise InputError(f"{self.path}: topic {topic}: Message.stamp_ns: {e}") from None
+        # Odometry/Detections carry their own header frame; the message frame goes in the channel metadata
+        ch = self._channel(topic, schema, kind.__name__, msg.sensor_id, msg.frame)
+        if isinstance(msg.payload, (Odometry, Detections)) and msg.frame != ch.frame:
+            raise InputError(
+                f"{self.path}: topic {topic}: Message.frame {msg.frame!r} differs from the channel's "
+                f"{ch.frame!r}"
+                " (Odometry and Detections keep one message frame per topic)"
+            )
+        if self._first is None:
+            self._first = msg
+            if self._pending_calibration is not None:
+                self._write_calibration_now(msg.stamp_ns, msg.recv_ns)
+        self._writer.add_message(
+            ch.id, log_time=msg.recv_ns, data=data, publish_time=msg.raw_stamp_ns, sequence=msg.seq
+        )
+        self.message_count += 1
+        now = self._clock() if now_ns is None else int(now_ns)
+        if self._chunk_opened_ns is None:
+            self._chunk_opened_ns = now
+        elif now - self._chunk_opened_ns >= self.chunk_interval_ns:
+            self.flush()
+        return topic
+
+    def write_metadata(self, name: str, data: dict) -> None:
+        """An MCAP metadata record (string keys and values; other values are converted with ``str``)."""
+        self._writer.add_metadata(str(name), {str(k): str(v) for k, v in data.items()})
+
+    def write_calibration(self, calib: Calibration, frames: dict[str, str] | None = None) -> None:
+        """Record a calibration: ``/tf_static`` (one TransformStamped per sensor, parent ``calib.base_frame``,
+        child = ``frames.get(sensor_id, sensor_id)``), a ``sensor_msgs/CameraInfo`` per camera on
+        ``/<camera_id>/camera_info`` and the calibration YAML as the attachment ``calibration.yaml``.
+
+        Stamped with the first message (written with it if no message has come yet; stamp 0 if none ever
+        does), so a player never waits from 0 to the first real message."""
+        self._pending_calibration = (calib, dict(frames or {}))
+        if self._first is not None:
+            self._write_calibration_now(self._first.stamp_ns, self._first.recv_ns)
+
+    def _write_calibration_now(self, stamp_ns: int, log_ns: int) -> None:
+        assert self._pending_calibration is not None
+        calib, frames = self._pending_calibration
+        self._pending_calibration = None
+        text = yaml.safe_dump(calibration_to_dict(calib), sort_keys=False).encode()
+        self._writer.add_attachment(log_ns, log_ns, CALIBRATION_ATTACHMENT, "application/yaml", text)
+        tfs = [(calib.base_frame, frames.get(s, s), T) for s, T in calib.extrinsics.items()]
+        ch = self._channel("/tf_static", ros2.TF_MESSAGE, "", "", calib.base_frame, qos=TF_STATIC_QOS)
+        self._writer.add_message(
+            ch.id, log_time=log_ns, data=ros2.encode_tf(tfs, stamp_ns), publish_time=log_ns
+        )
+        for cam_id, cam in calib.cameras.items():
+            frame = frames.get(cam_id, cam_id)
+            ch = self._channel(f"/{cam_id}/camera_info", ros2.CAMERA_INFO, "", cam_id, frame)
+            data = ros2.encode_camera_info(cam, stamp_ns, frame)
+            self._writer.add_message(ch.id, log_time=log_ns, data=data, publish_time=log_ns)
