@@ -16,12 +16,14 @@ block, *not* sorted by elevation):
 Built-ins: :func:`vlp16` and :func:`hdl32e` from Velodyne's user manuals (VLP-16 63-9243 Rev D §9,
 HDL-32E 63-9113 §A: vertical angles, vertical offsets, firing timing), :func:`vlp32c` from the shipped
 ``edgefuse/data/velodyne/VLP32C.calibration.yaml`` (Autoware nebula's VLP-32C table, Apache-2.0; the
-firing timing from the VLP-32C manual 63-9325 Rev C §9: lasers fire in pairs every 2.304 µs, 55.296 µs
-per sequence). :func:`load_velodyne_calibration` reads the ROS ``velodyne_pointcloud`` / nebula YAML format.
+firing timing from the VLP-32C manual 63-9325 Rev C §9: lasers fire in pairs in 2.304 µs slots with a
+recharge slot after every second pair, 55.296 µs per sequence). :func:`load_velodyne_calibration` reads
+the ROS ``velodyne_pointcloud`` / nebula YAML format.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -69,7 +71,11 @@ class VelodyneCalibration:
         if n not in (16, 32):
             raise ValueError(f"VelodyneCalibration.vert_angle_rad: expected 16 or 32 lasers, got {n}")
         per_laser = (
-            "vert_angle_rad", "rot_correction_rad", "vert_offset_m", "horiz_offset_m", "dist_correction_m"
+            "vert_angle_rad",
+            "rot_correction_rad",
+            "vert_offset_m",
+            "horiz_offset_m",
+            "dist_correction_m",
         )
         for name in per_laser:
             arr = np.asarray(getattr(self, name), dtype=np.float64)
@@ -119,7 +125,11 @@ class VelodyneCalibration:
 
 
 def _pair_timing(n: int) -> np.ndarray:
-    return (np.arange(n) // 2) * _VLP_FIRING_NS
+    """VLP-32C: channels 2k and 2k+1 fire together as firing k; firings go in slots of 2.304 µs with an
+    idle (recharge) slot after every second firing — slot k + k//2, 16 firings + 8 idle slots = 55.296 µs
+    (VLP-32C manual timing table, as also read by Autoware nebula's decoder)."""
+    k = np.arange(n) // 2
+    return (k + k // 2) * _VLP_FIRING_NS
 
 
 def vlp16() -> VelodyneCalibration:
@@ -165,8 +175,10 @@ def hdl32e() -> VelodyneCalibration:
     )
 
 
+@functools.cache
 def vlp32c() -> VelodyneCalibration:
-    """VLP-32C from the shipped calibration YAML (package data) with the manual's pair-wise timing."""
+    """VLP-32C from the shipped calibration YAML (package data) with the manual's pair-wise timing.
+    Read once per process (the calibration is immutable)."""
     ref = resources.files("edgefuse") / "data" / "velodyne" / "VLP32C.calibration.yaml"
     with resources.as_file(ref) as path:
         return load_velodyne_calibration(path, model="VLP32C")
@@ -219,7 +231,7 @@ def load_velodyne_calibration(path: str | os.PathLike, model: str | None = None)
     except UnicodeDecodeError as e:
         raise RigFileError(path, "", f"not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when present
     except yaml.YAMLError as e:
         raise RigFileError(path, "", f"not valid YAML: {getattr(e, 'problem', None) or e}") from None
     ctx.mapping(doc, "")
