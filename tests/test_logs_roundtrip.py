@@ -493,3 +493,17 @@ def test_decoded_arrays_are_read_only_views(recorded):
     for _, m in LogReader(path).messages(topics=["/lidar/points", "/cam0/image_raw"]):
         assert not m.payload.data.flags.writeable
         assert m.payload.data.flags.aligned
+
+
+def test_many_short_label_detections_round_trip():
+    """The smallest Detection3D element (label "car") is 96 bytes: a sequence length check that assumed
+    more rejected every array of many cars (found by the simulator's ground truth)."""
+    from edgefuse.logs import ros2
+
+    objs = tuple(
+        Detection("car", 1.0, Box3D([float(k), 0.0, 0.8], [4.5, 1.9, 1.6], 0.1 * k), [1.0, -0.5], k) for k in range(60)
+    )
+    data = ros2.encode(Detections(10, objs), 10, "base_link")
+    back, _, _ = ros2.decode(ros2.DETECTIONS, data)
+    assert [o.track_id for o in back.objects] == list(range(60))
+    np.testing.assert_array_equal([o.box.center for o in back.objects], [o.box.center for o in objs])

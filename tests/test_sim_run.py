@@ -210,11 +210,6 @@ def test_record_cli_writes_a_readable_log(tmp_path, capsys):
     assert r.calibration() is not None
 
 
-@pytest.mark.xfail(
-    reason="edgefuse.logs decodes Detection3DArray with a wrong minimum element size "
-    "('N elements cannot fit in the bytes left'); the encoder side is fine",
-    strict=False,
-)
 def test_ground_truth_reads_back_from_the_log(logs):
     r = LogReader(logs["a"])
     gt = [m for _, m in r.messages(["/ground_truth/detections"])]

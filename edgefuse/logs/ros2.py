@@ -491,7 +491,8 @@ def _decode_imu(r: CdrReader) -> Imu:
 def _decode_detections(r: CdrReader, frame: str) -> Detections:
     ref = r.i64("reference_stamp_ns")
     objs = []
-    for _ in range(r.seq_len("detections", 100)):
+    # smallest element: label length (4) + NUL (1) + eight 8-byte numbers (64); padding comes on top
+    for _ in range(r.seq_len("detections", 69)):
         label = r.string("detections.label")
         score = r.f64("detections.score")
         center = _read_vec(r, 3, "detections.center")
