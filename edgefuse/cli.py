@@ -62,10 +62,48 @@ def cmd_log_info(args) -> dict:
     return log_info(args.file)
 
 
+def cmd_demo(args) -> dict:
+    from edgefuse.demo import run_demo
+
+    return run_demo(args.out, args.scenario, args.seed, args.duration, progress=not getattr(args, "json", False))
+
+
+def _human_demo(r: dict) -> None:
+    from edgefuse.demo import format_summary
+
+    print(format_summary(r))
+
+
 def _human_log_info(r: dict) -> None:
     from edgefuse.logs.info import format_log_info
 
     print(format_log_info(r))
+
+
+def cmd_inspect(args) -> dict:
+    from edgefuse.inspect import inspect_uri
+
+    return inspect_uri(args.uri, args.max_messages, args.duration, progress=not getattr(args, "json", False))
+
+
+def _human_inspect(r: dict) -> None:
+    from edgefuse.inspect import format_inspect
+
+    print(format_inspect(r))
+
+
+def cmd_convert(args) -> dict:
+    from edgefuse.inspect import convert_uri
+
+    return convert_uri(
+        args.uri, args.out, args.max_messages, args.duration, progress=not getattr(args, "json", False)
+    )
+
+
+def cmd_record(args) -> dict:
+    from edgefuse.record import record_kit
+
+    return record_kit(args.kit, args.out, args.duration)
 
 
 # ---------------------------------------------------------------- parser
@@ -81,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    p = sub.add_parser("demo", help="simulate a short drive, record it, summarize it, write pictures")
+    p.add_argument("--out", default="demo-output", help="output directory (default: demo-output)")
+    p.add_argument("--scenario", default="default", help="simulator scenario (default: default)")
+    p.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+    p.add_argument("--duration", type=float, default=6.0, help="simulated seconds (default 6)")
+    _add_json(p)
+    p.set_defaults(func=cmd_demo, human=_human_demo)
+
     p_log = sub.add_parser("log", help="inspect MCAP logs")
     log_sub = p_log.add_subparsers(dest="log_command", metavar="SUBCOMMAND", required=True)
     p = log_sub.add_parser("info", help="topics, counts, rates, duration and time gaps of a log")
@@ -88,9 +134,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=cmd_log_info, human=_human_log_info)
 
+    p = sub.add_parser("inspect", help="kind, count, rate, fields, points, stamps, decode errors of a source")
+    p.add_argument("uri", help="a source URI, e.g. pcap://x.pcap?model=VLP32C, mcap://log.mcap, sim://default")
+    p.add_argument("--max-messages", type=int, default=None, metavar="N", help="stop after N messages")
+    p.add_argument("--duration", type=float, default=None, metavar="SEC", help="stop after SEC seconds")
+    _add_json(p)
+    p.set_defaults(func=cmd_inspect, human=_human_inspect)
+
+    p = sub.add_parser("convert", help="a source → one PCD/PNG per message in DIR, or one MCAP log")
+    p.add_argument("uri", help="a source URI")
+    p.add_argument("--out", required=True, metavar="DIR|FILE.mcap", help="output directory or .mcap log")
+    p.add_argument("--max-messages", type=int, default=None, metavar="N", help="stop after N messages")
+    p.add_argument("--duration", type=float, default=None, metavar="SEC", help="stop after SEC seconds")
+    _add_json(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("record", help="record every sensor of a kit into one MCAP log (Ctrl-C stops)")
+    p.add_argument("--kit", required=True, help="sensor-kit YAML, e.g. sensors/sim-default.yaml")
+    p.add_argument("--out", required=True, help="output .mcap log")
+    p.add_argument("--duration", type=float, default=None, metavar="SEC", help="stop after SEC seconds")
+    _add_json(p)
+    p.set_defaults(func=cmd_record)
+
     from edgefuse.sim.run import add_cli as _add_sim_cli  # `edgefuse sim record|preview|serve`
 
     _add_sim_cli(sub)
+
+    from edgefuse.calib.cli import add_cli as _add_calib_cli  # `edgefuse calibrate …`
+
+    _add_calib_cli(sub)
 
     return parser
 
