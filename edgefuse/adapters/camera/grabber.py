@@ -29,6 +29,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgefuse.adapters.source import Backoff
+
 log = logging.getLogger("edgefuse.adapters.camera")
 
 
@@ -40,26 +42,6 @@ class Capture(Protocol):
     def isOpened(self) -> bool: ...
 
     def release(self) -> None: ...
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff: delays ``initial_s, initial_s·factor, …`` capped at ``max_s``; ``reset()`` after
-    a success."""
-
-    initial_s: float = 0.1
-    factor: float = 2.0
-    max_s: float = 5.0
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt (seconds); advances the schedule."""
-        d = min(self.max_s, self.initial_s * self.factor**self.attempt)
-        self.attempt += 1
-        return d
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 @dataclass(frozen=True)
