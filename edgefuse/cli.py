@@ -106,6 +106,44 @@ def cmd_record(args) -> dict:
     return record_kit(args.kit, args.out, args.duration)
 
 
+def _human_record(r: dict) -> None:
+    from edgefuse.record import format_record
+
+    print(format_record(r))
+
+
+def cmd_sync_report(args) -> dict:
+    from edgefuse.rig import load_kit
+    from edgefuse.sync import sync_report
+
+    kit = load_kit(args.kit) if args.kit else None
+    budget = int(round(args.latency_budget_ms * 1e6))
+    return sync_report(args.log, kit=kit, policy=args.policy, latency_budget_ns=budget, png=args.png)
+
+
+def cmd_train(args) -> dict:
+    from edgefuse.model.io import parse_modalities
+    from edgefuse.model.train import train_model
+
+    return train_model(
+        args.data, args.out, epochs=args.epochs, fusion=args.fusion,
+        modalities=parse_modalities(args.modalities), config=args.config, seed=args.seed,
+        batch_size=args.batch_size, lr=args.lr, cache_root=args.cache,
+        command="edgefuse train " + " ".join(sys.argv[2:]), progress=not getattr(args, "json", False),
+    )  # fmt: skip
+
+
+def cmd_eval(args) -> dict:
+    from edgefuse.model.evaluate import default_model, evaluate
+    from edgefuse.model.io import parse_modalities
+
+    return evaluate(
+        args.model or default_model(), args.logs, backend=args.backend,
+        modalities=parse_modalities(args.modalities), out_dir=args.out, cache_root=args.cache,
+        max_frames=args.max_frames, progress=not getattr(args, "json", False),
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -154,7 +192,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .mcap log")
     p.add_argument("--duration", type=float, default=None, metavar="SEC", help="stop after SEC seconds")
     _add_json(p)
-    p.set_defaults(func=cmd_record)
+    p.set_defaults(func=cmd_record, human=_human_record)
+
+    p_sync = sub.add_parser("sync", help="clock mapping and synchronization of logs")
+    sync_sub = p_sync.add_subparsers(dest="sync_command", metavar="SUBCOMMAND", required=True)
+    p = sync_sub.add_parser("report", help="per-sensor clock offset/drift/residuals, frames, drops, PNG")
+    p.add_argument("log", help="an MCAP log")
+    p.add_argument("--kit", default=None, help="sensor-kit YAML (default: sim kit or the log's topics)")
+    p.add_argument("--policy", default="reference", choices=("reference", "approximate"))
+    p.add_argument("--latency-budget-ms", type=float, default=100.0, help="reference wait, ms (default 100)")
+    p.add_argument("--png", default=None, help="residual histogram PNG (default: LOG.sync.png)")
+    _add_json(p)
+    p.set_defaults(func=cmd_sync_report)
+
+    p = sub.add_parser("train", help="train the fusion model on simulator logs (resumable)")
+    p.add_argument("--data", nargs="+", required=True, metavar="LOG", help="simulator logs with ground truth")
+    p.add_argument("--out", required=True, metavar="DIR", help="checkpoints and model.pt go here")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--fusion", choices=("concat", "weighted", "gated"), default="gated")
+    p.add_argument("--modalities", default="camera,lidar,radar", help="encoders to build (default all)")
+    p.add_argument("--config", default="edge", help="edge (default, CPU/Jetson) or large (GPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default DIR/cache)")
+    _add_json(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="mAP / per-class AP / mAVE / latency of a model on simulator logs")
+    p.add_argument("logs", nargs="+", metavar="LOG", help="held-out simulator logs")
+    p.add_argument("--model", default=None, help=".pt or .onnx (default: the bundled model)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None, help="default: from the file")
+    p.add_argument("--modalities", default="camera,lidar,radar", help="sensors left on (others zeroed)")
+    p.add_argument("--out", default=None, metavar="DIR", help="PNGs (default LOG.eval/)")
+    p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default next to the log)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N")
+    _add_json(p)
+    p.set_defaults(func=cmd_eval)
 
     from edgefuse.sim.run import add_cli as _add_sim_cli  # `edgefuse sim record|preview|serve`
 
