@@ -129,7 +129,12 @@ def cmd_train(args) -> dict:
         args.data, args.out, epochs=args.epochs, fusion=args.fusion,
         modalities=parse_modalities(args.modalities), config=args.config, seed=args.seed,
         batch_size=args.batch_size, lr=args.lr, cache_root=args.cache,
-        command="edgefuse train " + " ".join(sys.argv[2:]), progress=not getattr(args, "json", False),
+        modality_dropout=args.modality_dropout,
+        command=(f"edgefuse train --data {' '.join(args.data)} --out {args.out} --epochs {args.epochs} "
+                 f"--fusion {args.fusion} --modalities {args.modalities} --config {args.config} "
+                 f"--seed {args.seed} --batch-size {args.batch_size} --lr {args.lr} "
+                 f"--modality-dropout {args.modality_dropout}"),
+        progress=not getattr(args, "json", False),
     )  # fmt: skip
 
 
@@ -142,6 +147,12 @@ def cmd_eval(args) -> dict:
         modalities=parse_modalities(args.modalities), out_dir=args.out, cache_root=args.cache,
         max_frames=args.max_frames, progress=not getattr(args, "json", False),
     )  # fmt: skip
+
+
+def _human_eval(r: dict) -> None:
+    from edgefuse.model.evaluate import format_eval
+
+    print(format_eval(r))
 
 
 # ---------------------------------------------------------------- parser
@@ -215,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--modality-dropout", type=float, default=0.15, metavar="P", help="per-sample drop rate")
     p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default DIR/cache)")
     _add_json(p)
     p.set_defaults(func=cmd_train)
@@ -228,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default next to the log)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N")
     _add_json(p)
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, human=_human_eval)
 
     from edgefuse.sim.run import add_cli as _add_sim_cli  # `edgefuse sim record|preview|serve`
 

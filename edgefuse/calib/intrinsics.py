@@ -1,0 +1,348 @@
+"""Camera intrinsics from board views: pinhole (k1 k2 p1 p2 k3) and fisheye (equidistant k1..k4).
+
+Core (pure): :func:`detect_views` finds the board in images, :func:`calibrate_intrinsics` fits the camera
+with OpenCV (``cv2.calibrateCamera`` / ``cv2.fisheye.calibrate``), computes per-view RMS reprojection
+errors, rejects bad views (RMS over ``max(reject_factor × median, reject_floor_px)``) and refits, and checks
+the view set for the classic failure modes (no board found, too few views, all boards parallel, images of
+different sizes) with messages that say what to capture next.
+
+Reports: :func:`coverage_png` (where corners fell in the image), :func:`error_plot_png` (per-view RMS),
+:func:`camera_info_yaml` (ROS camera_info).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import yaml
+
+from edgefuse.calib.boards import BoardSpec, Corners, detect_corners
+from edgefuse.calib.common import CalibrationError
+from edgefuse.geometry import CameraModel, rotvec_to_matrix
+from edgefuse.rig import camera_to_ros
+
+#: fewest views a fit accepts (each view gives 8 constraints for 6 pose unknowns; 5 views are a minimum
+#: for a stable focal length, principal point and distortion).
+MIN_VIEWS = 5
+#: all board normals within this angle (deg) of their mean: the focal length is not observable.
+MIN_TILT_SPREAD_DEG = 8.0
+
+
+@dataclass(frozen=True)
+class View:
+    """The board corners found in one image: ``name`` (file name or ``log@stamp``), ``corners``."""
+
+    name: str
+    corners: Corners
+
+
+@dataclass
+class IntrinsicsResult:
+    """A fitted camera. ``rms``: overall RMS reprojection error (px) over the used views;
+    ``per_view_rms``: name → RMS px of every view that took part in the first fit; ``used`` and
+    ``rejected`` (name → reason) views; ``poses``: name → (rvec (3,), tvec (3,)) board→camera of the
+    used views; ``tilt_spread_deg``: largest angle of a board normal from the mean normal."""
+
+    camera: CameraModel
+    rms: float
+    per_view_rms: dict[str, float]
+    used: list[str]
+    rejected: dict[str, str]
+    poses: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    tilt_spread_deg: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.camera.model,
+            "image_size": [self.camera.width, self.camera.height],
+            "rms": round(self.rms, 4),
+            "camera_matrix": np.round(self.camera.K, 4).tolist(),
+            "distortion": np.round(self.camera.distortion, 6).tolist(),
+            "views_used": len(self.used),
+            "views_rejected": dict(self.rejected),
+            "per_view_rms": {k: round(v, 4) for k, v in self.per_view_rms.items()},
+            "tilt_spread_deg": round(self.tilt_spread_deg, 2),
+        }
+
+
+# ---------------------------------------------------------------- detection
+
+
+def detect_views(
+    images: Iterable[tuple[str, np.ndarray]],
+    board: BoardSpec,
+    image_size: tuple[int, int] | None = None,
+    progress: bool = True,
+    total: int | None = None,
+    min_shift_px: float = 0.0,
+) -> tuple[list[View], list[str], tuple[int, int]]:
+    """Find ``board`` in each ``(name, image)`` (RGB or gray uint8). Returns (views, names without a
+    board, (width, height)). Every image must have the size of the first (or ``image_size``): an image of
+    another size is a :class:`CalibrationError` naming it. ``min_shift_px`` > 0 skips a view whose corners
+    moved less than that (mean px) from the previous kept view (a board held still in a video)."""
+    from tqdm import tqdm
+
+    views: list[View] = []
+    missing: list[str] = []
+    size = image_size
+    for name, img in tqdm(
+        images, total=total, desc="detecting corners", unit="img", disable=not progress, leave=False
+    ):
+        h, w = img.shape[:2]
+        if size is None:
+            size = (w, h)
+        elif (w, h) != tuple(size):
+            raise CalibrationError(
+                f"{name}: image size {w}x{h} differs from the set's {size[0]}x{size[1]}; "
+                "calibrate each camera/resolution separately (remove this image or capture the set again)"
+            )
+        c = detect_corners(img, board)
+        if c is None:
+            missing.append(name)
+            continue
+        if min_shift_px > 0 and views:
+            prev = views[-1].corners
+            if len(prev.ids) == len(c.ids) and np.array_equal(prev.ids, c.ids):
+                if float(np.mean(np.linalg.norm(prev.uv - c.uv, axis=1))) < min_shift_px:
+                    continue
+        views.append(View(name, c))
+    if size is None:
+        raise CalibrationError("no images given: pass --images GLOB or --log LOG --camera ID")
+    return views, missing, (int(size[0]), int(size[1]))
+
+
+# ---------------------------------------------------------------- fit
+
+
+def _fisheye_flag(name: str) -> int:
+    """OpenCV 4 keeps the fisheye flags in ``cv2.fisheye``, OpenCV 5 in ``cv2``."""
+    return int(getattr(cv2.fisheye, name, None) or getattr(cv2, name))
+
+
+def _fit(views: list[View], board: BoardSpec, size: tuple[int, int], model: str):
+    obj_all = board.object_points()
+    obj = [obj_all[v.corners.ids].astype(np.float32) for v in views]
+    img = [v.corners.uv.astype(np.float32) for v in views]
+    crit = (cv2.TERM_CRITERIA_COUNT + cv2.TERM_CRITERIA_EPS, 100, 1e-9)
+    if model == "pinhole":
+        _rms, K, dist, rvecs, tvecs = cv2.calibrateCamera(obj, img, size, None, None, criteria=crit)
+        dist = dist.reshape(-1)[:5]
+        errs = []
+        for o, i, r, t in zip(obj, img, rvecs, tvecs, strict=True):
+            p, _ = cv2.projectPoints(o, r, t, K, dist)
+            errs.append(float(np.sqrt(np.mean(np.sum((p.reshape(-1, 2) - i) ** 2, axis=1)))))
+    else:
+        flags = _fisheye_flag("CALIB_RECOMPUTE_EXTRINSIC") | _fisheye_flag("CALIB_FIX_SKEW")
+        obj_f = [o.reshape(1, -1, 3).astype(np.float64) for o in obj]  # (1, N, 3): OpenCV 5 needs this shape
+        img_f = [i.reshape(1, -1, 2).astype(np.float64) for i in img]
+        # start from an equidistant lens whose 180° spans the image width (OpenCV's own start diverges on
+        # some wide-angle view sets)
+        f0 = size[0] / np.pi
+        K0 = np.array([[f0, 0.0, (size[0] - 1) / 2.0], [0.0, f0, (size[1] - 1) / 2.0], [0.0, 0.0, 1.0]])
+        try:
+            _rms, K, dist, rvecs, tvecs = cv2.fisheye.calibrate(
+                obj_f,
+                img_f,
+                size,
+                K0,
+                np.zeros(4),
+                flags=flags | _fisheye_flag("CALIB_USE_INTRINSIC_GUESS"),
+                criteria=crit,
+            )
+        except cv2.error as e:
+            raise CalibrationError(
+                f"fisheye fit failed ({str(e).strip().splitlines()[-1]}); capture more views with the board "
+                "filling different parts of the image, at several distances and tilts"
+            ) from None
+        dist = dist.reshape(-1)
+        errs = []
+        for o, i, r, t in zip(obj_f, img_f, rvecs, tvecs, strict=True):
+            p, _ = cv2.fisheye.projectPoints(o, r, t, K, dist)
+            errs.append(float(np.sqrt(np.mean(np.sum((p.reshape(-1, 2) - i.reshape(-1, 2)) ** 2, axis=1)))))
+    n = np.array([len(i) for i in img])
+    e = np.array(errs)
+    rms = float(np.sqrt(np.sum(n * e**2) / np.sum(n)))
+    return (
+        K,
+        dist,
+        [np.asarray(r).reshape(3) for r in rvecs],
+        [np.asarray(t).reshape(3) for t in tvecs],
+        e,
+        rms,
+    )
+
+
+def _fits(views: list[View], board: BoardSpec, size: tuple[int, int], model: str) -> bool:
+    try:
+        _fit(views, board, size, model)
+        return True
+    except CalibrationError:
+        return False
+
+
+def tilt_spread_deg(rvecs: list[np.ndarray]) -> float:
+    """Largest angle (deg) between a board normal (camera frame) and the mean normal."""
+    normals = np.array([rotvec_to_matrix(r)[:, 2] for r in rvecs])
+    normals *= np.sign(normals[:, 2:3] + 1e-12)  # same side
+    mean = normals.mean(axis=0)
+    mean /= np.linalg.norm(mean)
+    return float(np.degrees(np.max(np.arccos(np.clip(normals @ mean, -1.0, 1.0)))))
+
+
+def calibrate_intrinsics(
+    views: list[View],
+    board: BoardSpec,
+    image_size: tuple[int, int],
+    model: str = "pinhole",
+    reject_factor: float = 3.0,
+    reject_floor_px: float = 0.5,
+    missing: list[str] | None = None,
+) -> IntrinsicsResult:
+    """Fit ``model`` ("pinhole" or "fisheye") to the board ``views`` of images of ``image_size``
+    (width, height). Views whose RMS error exceeds ``max(reject_factor × median, reject_floor_px)`` are
+    rejected and the camera refit (repeated until none is rejected). ``missing``: names of images without a
+    board (for the messages). Raises :class:`CalibrationError` saying what to capture next."""
+    if model not in ("pinhole", "fisheye"):
+        raise CalibrationError(f"--model: expected 'pinhole' or 'fisheye', got {model!r}")
+    missing = missing or []
+    if not views:
+        raise CalibrationError(
+            f"no {board.describe()} board found in any of the {len(missing)} images: check that --board "
+            "counts inner corners (COLSxROWS) and capture images with the whole board in view, well lit "
+            "and sharp"
+        )
+    min_corners = 8 if board.kind == "charuco" else board.n_corners
+    views = [v for v in views if len(v.corners.ids) >= min_corners]
+    if len(views) < MIN_VIEWS:
+        raise CalibrationError(
+            f"only {len(views)} view(s) with the board ({len(missing)} image(s) without it); need at least "
+            f"{MIN_VIEWS}: capture {MIN_VIEWS - len(views)} or more views with the board at different "
+            "distances, "
+            "tilts and image positions (corners and edges of the image too)"
+        )
+    active = list(views)
+    rejected: dict[str, str] = {}
+    first_errs: dict[str, float] = {}
+    while True:
+        try:
+            K, dist, rvecs, tvecs, errs, rms = _fit(active, board, image_size, model)
+        except CalibrationError:
+            # cv::fisheye's initialisation can fail on one view: find it by leaving views out one at a time
+            culprit = next(
+                (
+                    i
+                    for i in range(len(active))
+                    if len(active) > MIN_VIEWS
+                    and _fits(active[:i] + active[i + 1 :], board, image_size, model)
+                ),
+                None,
+            )
+            if culprit is None:
+                raise
+            rejected[active[culprit].name] = "the fisheye fit's initialisation fails with this view"
+            active = active[:culprit] + active[culprit + 1 :]
+            continue
+        if not first_errs:
+            first_errs = {v.name: float(e) for v, e in zip(active, errs, strict=True)}
+            spread = tilt_spread_deg(rvecs)
+            if spread < MIN_TILT_SPREAD_DEG:
+                raise CalibrationError(
+                    f"degenerate views: all {len(active)} boards are nearly parallel (normals within "
+                    f"{spread:.1f}° of "
+                    f"each other; need ≥ {MIN_TILT_SPREAD_DEG:g}°), so the focal length is not observable: "
+                    "capture "
+                    "views with the board tilted 20–45° left, right, up and down"
+                )
+        limit = max(reject_factor * float(np.median(errs)), reject_floor_px)
+        bad = [i for i, e in enumerate(errs) if e > limit]
+        if not bad or len(active) - len(bad) < MIN_VIEWS:
+            break
+        for i in bad:
+            rejected[active[i].name] = f"rms {errs[i]:.3f} px > limit {limit:.3f} px"
+        active = [v for i, v in enumerate(active) if i not in set(bad)]
+    cam = CameraModel(image_size[0], image_size[1], K, dist, model)
+    return IntrinsicsResult(
+        camera=cam,
+        rms=rms,
+        per_view_rms=first_errs,
+        used=[v.name for v in active],
+        rejected=rejected,
+        poses={v.name: (r, t) for v, r, t in zip(active, rvecs, tvecs, strict=True)},
+        tilt_spread_deg=tilt_spread_deg(rvecs),
+    )
+
+
+# ---------------------------------------------------------------- reports
+
+
+def coverage_png(
+    views: list[View], image_size: tuple[int, int], path: str | os.PathLike, rejected=()
+) -> float:
+    """Draw every view's corners (used: green, rejected: red) and a 8×6 cell grid shaded by how many corners
+    fell in each cell; returns the fraction of cells with at least one corner."""
+    w, h = image_size
+    canvas = np.full((h, w, 3), 255, np.uint8)
+    gx, gy = 8, 6
+    counts = np.zeros((gy, gx), int)
+    for v in views:
+        uv = v.corners.uv
+        cx = np.clip((uv[:, 0] / w * gx).astype(int), 0, gx - 1)
+        cy = np.clip((uv[:, 1] / h * gy).astype(int), 0, gy - 1)
+        np.add.at(counts, (cy, cx), 1)
+    peak = max(1, counts.max())
+    for j in range(gy):
+        for i in range(gx):
+            shade = int(255 - 120 * counts[j, i] / peak)
+            p0 = (int(i * w / gx), int(j * h / gy))
+            p1 = (int((i + 1) * w / gx) - 1, int((j + 1) * h / gy) - 1)
+            cv2.rectangle(
+                canvas, p0, p1, (shade, shade, 255) if counts[j, i] == 0 else (shade, 255, shade), -1
+            )
+            cv2.rectangle(canvas, p0, p1, (180, 180, 180), 1)
+    for v in views:
+        colour = (0, 0, 220) if v.name in rejected else (0, 140, 0)
+        for u, vv in v.corners.uv:
+            cv2.circle(canvas, (int(round(u)), int(round(vv))), 2, colour, -1)
+    covered = float(np.mean(counts > 0))
+    cv2.putText(
+        canvas,
+        f"{len(views)} views, {covered:.0%} of cells covered",
+        (10, 30),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.8,
+        (0, 0, 0),
+        2,
+    )
+    cv2.imwrite(str(path), canvas)
+    return covered
+
+
+def error_plot_png(result: IntrinsicsResult, path: str | os.PathLike) -> None:
+    """Bar chart of the per-view RMS reprojection errors (rejected views in red)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result.per_view_rms)
+    vals = [result.per_view_rms[n] for n in names]
+    colours = ["tab:red" if n in result.rejected else "tab:green" for n in names]
+    fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(names) + 2), 3.5))
+    ax.bar(range(len(names)), vals, color=colours)
+    ax.axhline(result.rms, color="k", lw=1, ls="--", label=f"overall rms {result.rms:.3f} px")
+    ax.set_xlabel("view")
+    ax.set_ylabel("rms reprojection error (px)")
+    ax.set_title(f"{result.camera.model}: {len(result.used)} views used, {len(result.rejected)} rejected")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=80)
+    plt.close(fig)
+
+
+def camera_info_yaml(cam: CameraModel, name: str = "camera") -> str:
+    """ROS camera_info YAML text for ``cam``."""
+    return yaml.safe_dump(camera_to_ros(cam, name), sort_keys=False)

@@ -1,0 +1,168 @@
+"""Radar → LiDAR extrinsics from corner reflectors (or other strong point targets) seen by both.
+
+- LiDAR: retro-reflectors return calibrated reflectivity > 100 (Velodyne), so the targets are clusters of
+  points with ``intensity ≥ min_intensity`` (:func:`lidar_targets`), one centroid each.
+- Radar: every detection is a candidate; each is paired with the nearest LiDAR target (mapped into the radar
+  frame with the current extrinsics) within a gate that shrinks as the fit converges.
+- Fit (:func:`solve_radar_lidar`): robust least squares (``scipy.optimize.least_squares``, Huber loss) of
+  the radar's ``T_base_radar`` — **x, y, yaw** (horizontal residuals only) for a radar that measures no
+  elevation (z, roll and pitch stay as in the kit's calibration), or all six parameters for one that does.
+
+The result is expressed as ``T_base_radar`` (the LiDAR's ``T_base_lidar`` is kept), so that the fitted
+parameters are the ones the issue names: x, y, yaw in the vehicle frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgefuse.calib.common import CalibrationError, require_scipy
+from edgefuse.geometry import Transform, matrix_to_rpy, rpy_to_matrix
+from edgefuse.types import PointCloud, RadarScan
+
+
+def lidar_targets(
+    cloud: PointCloud, min_intensity: float = 100.0, radius_m: float = 0.4, min_points: int = 3
+) -> np.ndarray:
+    """(K, 3) centroids (sensor frame) of the clusters of retro-reflective points (intensity ≥
+    ``min_intensity``, linked within ``radius_m``, at least ``min_points`` each)."""
+    require_scipy()
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    if not cloud.has("intensity"):
+        raise CalibrationError("LiDAR cloud has no intensity field: reflectors cannot be found")
+    pts = cloud.xyz[cloud.column("intensity") >= min_intensity].astype(np.float64)
+    if len(pts) < min_points:
+        return np.zeros((0, 3))
+    pairs = cKDTree(pts).query_pairs(radius_m, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(pts), len(pts)))
+    n, labels = connected_components(graph, directed=False)
+    out = [pts[labels == k].mean(axis=0) for k in range(n) if np.sum(labels == k) >= min_points]
+    return np.array(out).reshape(-1, 3)
+
+
+def _pose(x: np.ndarray, base: Transform, six_dof: bool) -> Transform:
+    if six_dof:
+        r, p, y = x[3:]
+        return Transform(rpy_to_matrix(r, p, y), x[:3])
+    r0, p0, _ = matrix_to_rpy(base.rotation)
+    return Transform(rpy_to_matrix(r0, p0, x[2]), [x[0], x[1], base.translation[2]])
+
+
+@dataclass
+class RadarLidarResult:
+    """``T_base_radar``; ``params``: names of the fitted parameters; ``std``: their 1-σ (m, deg);
+    ``rms_m``: RMS residual of the inlier pairs; ``pairs``/``inliers``: counts."""
+
+    T_base_radar: Transform
+    params: tuple[str, ...]
+    std: np.ndarray
+    rms_m: float
+    pairs: int
+    inliers: int
+
+    def to_dict(self) -> dict:
+        rpy = np.degrees(self.T_base_radar.rpy)
+        t = self.T_base_radar.translation
+        return {
+            "T_base_radar": {"translation": np.round(t, 4).tolist(), "rpy_deg": np.round(rpy, 4).tolist()},
+            "fitted": list(self.params),
+            "std": {k: round(float(s), 5) for k, s in zip(self.params, self.std, strict=True)},
+            "rms_m": round(self.rms_m, 4),
+            "pairs": self.pairs,
+            "inliers": self.inliers,
+        }
+
+
+def solve_radar_lidar(
+    frames: list[tuple[RadarScan, np.ndarray]],
+    T_base_lidar: Transform,
+    T_base_radar_init: Transform,
+    six_dof: bool = False,
+    gates_m: tuple[float, ...] = (1.5, 0.8, 0.5),
+) -> RadarLidarResult:
+    """Fit ``T_base_radar`` from ``frames``: (radar scan, (K, 3) LiDAR targets in the LiDAR frame taken at
+    the same time). ``six_dof``: fit all six parameters (radars that measure elevation); otherwise x, y, yaw
+    with horizontal residuals. Each gate of ``gates_m`` is one round of association + robust fit."""
+    require_scipy()
+    from scipy.optimize import least_squares
+
+    T = T_base_radar_init
+    names = ("x", "y", "z", "roll_deg", "pitch_deg", "yaw_deg") if six_dof else ("x", "y", "yaw_deg")
+    targets_base = [T_base_lidar.apply(t) if len(t) else np.zeros((0, 3)) for _s, t in frames]
+    sol = None
+    pr = pb = np.zeros((0, 3))
+    for gate in gates_m:
+        pr_list, pb_list = [], []
+        for (scan, _t), tb in zip(frames, targets_base, strict=True):
+            if not len(tb) or not len(scan):
+                continue
+            det_base = T.apply(scan.xyz.astype(np.float64))
+            d = np.linalg.norm((det_base[:, None, :2] - tb[None, :, :2]), axis=2)
+            j = np.argmin(d, axis=1)
+            ok = d[np.arange(len(j)), j] < gate
+            # one detection per target per scan: the nearest
+            for k in np.unique(j[ok]):
+                cand = np.flatnonzero(ok & (j == k))
+                best = cand[np.argmin(d[cand, k])]
+                pr_list.append(scan.xyz[best].astype(np.float64))
+                pb_list.append(tb[k])
+        if len(pr_list) < 3:
+            raise CalibrationError(
+                f"only {len(pr_list)} radar detection(s) near a LiDAR reflector (gate {gate} m); need ≥ 3: "
+                "place "
+                "corner reflectors (≥ 3, spread in azimuth, 5–40 m) in view of both sensors, or check the "
+                "initial "
+                "radar extrinsics (within ~1 m / 5°)"
+            )
+        pr, pb = np.array(pr_list), np.array(pb_list)
+        rpy = matrix_to_rpy(T.rotation)
+        x0 = np.concatenate([T.translation, rpy]) if six_dof else np.array([*T.translation[:2], rpy[2]])
+        base = T
+
+        def residuals(x, base=base, pr=pr, pb=pb):
+            pred = _pose(x, base, six_dof).apply(pr)
+            r = pred - pb
+            return (r if six_dof else r[:, :2]).ravel()
+
+        sol = least_squares(residuals, x0, loss="huber", f_scale=0.2)
+        T = _pose(sol.x, base, six_dof)
+    assert sol is not None
+    r = sol.fun.reshape(len(pr), -1)
+    dist = np.linalg.norm(r, axis=1)
+    inl = dist < 3 * max(np.median(dist) * 1.4826, 0.02)
+    J = sol.jac
+    s2 = float(np.sum(r[inl] ** 2)) / max(1, inl.sum() * r.shape[1] - len(sol.x))
+    try:
+        std = np.sqrt(np.clip(np.diag(np.linalg.inv(J.T @ J)) * s2, 0, None))
+    except np.linalg.LinAlgError:
+        std = np.full(len(sol.x), np.nan)
+    if six_dof:
+        std[3:] = np.degrees(std[3:])
+    else:
+        std[2] = np.degrees(std[2])
+    return RadarLidarResult(T, names, std, float(np.sqrt(np.mean(dist[inl] ** 2))), len(pr), int(inl.sum()))
+
+
+def frames_from_log(
+    log: str, radar: str, lidar: str, max_dt_ns: int = 60_000_000, min_intensity: float = 100.0
+) -> list[tuple[RadarScan, np.ndarray]]:
+    """(radar scan, LiDAR targets) pairs from a log: each radar scan with the LiDAR sweep nearest in time
+    (within ``max_dt_ns``; use a log where the vehicle stands still or moves slowly: no motion
+    compensation is applied)."""
+    from edgefuse.calib.common import sensor_messages
+
+    sweeps = [(m.stamp_ns, lidar_targets(m.payload, min_intensity)) for m in sensor_messages(log, lidar)]
+    if not sweeps:
+        return []
+    st = np.array([s for s, _ in sweeps], dtype=np.int64)
+    out = []
+    for m in sensor_messages(log, radar):
+        i = int(np.argmin(np.abs(st - m.stamp_ns)))
+        if abs(int(st[i]) - m.stamp_ns) <= max_dt_ns:
+            out.append((m.payload, sweeps[i][1]))
+    return out

@@ -1,0 +1,117 @@
+"""Radar → LiDAR extrinsics from the calibration-board scenario's corner reflectors vs sim_calibration()."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgefuse.calib.common import CalibrationError
+from edgefuse.calib.radar_lidar import lidar_targets, solve_radar_lidar
+from edgefuse.calib.simdata import radar_lidar_frames
+from edgefuse.cli import main
+from edgefuse.geometry import Transform
+from edgefuse.logs import Recorder
+from edgefuse.rig import load_calibration, save_calibration
+from edgefuse.sim.rig import sim_calibration
+from edgefuse.sim.world import make_world
+from edgefuse.types import Message, PointCloud
+
+
+def _initial() -> Transform:
+    """The true radar mount moved by 30 cm / 20 cm and turned 2° in yaw."""
+    T = sim_calibration().extrinsics["radar_front"]
+    return Transform.from_rpy(T.translation + [0.3, -0.2, 0.0], *(T.rpy + np.radians([0.0, 0.0, 2.0])))
+
+
+def _pairs(scans, clouds):
+    return [(s, lidar_targets(clouds[min(k // 2, len(clouds) - 1)])) for k, s in enumerate(scans)]
+
+
+def _param_errors(T_est: Transform):
+    T = sim_calibration().extrinsics["radar_front"]
+    dx, dy = np.abs(T_est.translation[:2] - T.translation[:2])
+    dyaw = abs(np.degrees((T_est.rpy[2] - T.rpy[2] + np.pi) % (2 * np.pi) - np.pi))
+    return dx, dy, dyaw
+
+
+def test_lidar_targets_are_the_reflectors():
+    _scans, clouds = radar_lidar_frames(0, n_radar=0, n_lidar=1)
+    calib = sim_calibration()
+    found = calib.extrinsics["lidar_top"].apply(lidar_targets(clouds[0]))
+    world = make_world("calibration-board", 0)
+    refl = np.array([b.center for b in world.static if b.kind == "reflector"])
+    # every target found is on a reflector (its face towards the sensor: within the 0.3 m box)
+    d = np.linalg.norm(found[:, None, :2] - refl[None, :, :2], axis=2).min(axis=1)
+    assert len(found) >= 3 and np.all(d < 0.25), d
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_radar_lidar_xy_yaw_accuracy(seed):
+    scans, clouds = radar_lidar_frames(seed, n_radar=80, n_lidar=8)
+    calib = sim_calibration()
+    r = solve_radar_lidar(_pairs(scans, clouds), calib.extrinsics["lidar_top"], _initial())
+    dx, dy, dyaw = _param_errors(r.T_base_radar)
+    assert dx < 0.05 and dy < 0.05 and dyaw < 0.5, (dx, dy, dyaw)
+    # z, roll, pitch are kept from the initial calibration
+    np.testing.assert_allclose(r.T_base_radar.translation[2], _initial().translation[2])
+    np.testing.assert_allclose(r.T_base_radar.rpy[:2], _initial().rpy[:2], atol=1e-9)
+    assert r.params == ("x", "y", "yaw_deg") and r.inliers > 100
+
+
+def test_no_reflectors_is_a_clear_error():
+    scans, clouds = radar_lidar_frames(0, n_radar=4, n_lidar=2)
+    empty = [(s, np.zeros((0, 3))) for s in scans]
+    with pytest.raises(CalibrationError, match=r"place corner reflectors"):
+        solve_radar_lidar(empty, sim_calibration().extrinsics["lidar_top"], _initial())
+
+
+def test_cli_radar_lidar_updates_the_calibration(tmp_path, capsys):
+    scans, clouds = radar_lidar_frames(1, n_radar=60, n_lidar=6)
+    log = tmp_path / "refl.mcap"
+    with Recorder(log, clock=lambda: 0) as rec:
+        for k in range(60):
+            t = 1_000_000_000 + k * 50_000_000
+            if k % 2 == 0:
+                c: PointCloud = clouds[k // 2 if k // 2 < len(clouds) else -1]
+                rec.write(
+                    Message(
+                        "lidar_top", t, c, raw_stamp_ns=t, recv_ns=t + 1_000_000, frame="lidar_top", seq=k
+                    )
+                )
+            rec.write(
+                Message(
+                    "radar_front",
+                    t + 3_000_000,
+                    scans[k],
+                    raw_stamp_ns=t,
+                    recv_ns=t + 10_000_000,
+                    frame="radar_front",
+                    seq=k,
+                )
+            )
+    start = sim_calibration()
+    start.extrinsics["radar_front"] = _initial()
+    calib = tmp_path / "calib.yaml"
+    save_calibration(start, calib)
+    rc = main(
+        [
+            "calibrate",
+            "radar-lidar",
+            str(log),
+            "--radar",
+            "radar_front",
+            "--lidar",
+            "lidar_top",
+            "--calib",
+            str(calib),
+            "--json",
+        ]
+    )
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0, r
+    assert r["fitted"] == ["x", "y", "yaw_deg"] and r["frames"] == 60
+    dx, dy, dyaw = _param_errors(load_calibration(calib).extrinsics["radar_front"])
+    assert dx < 0.05 and dy < 0.05 and dyaw < 0.5, (dx, dy, dyaw)
+    assert "extrinsics.radar_front" in load_calibration(calib).provenance
