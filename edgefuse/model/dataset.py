@@ -1,0 +1,268 @@
+"""Training/evaluation frames from simulator logs (or the in-memory simulator), cached on disk.
+
+Core: :func:`frames` turns a message stream (host-receive order, as a log or the simulator gives it)
+into ``(FrameSet, EgoTrajectory | None, ground truth Detections | None)``: stamps mapped onto the rig
+clock (:class:`~edgefuse.sync.StampMapper`), frames built by the reference synchronizer (LiDAR reference),
+the ego trajectory from the odometry received so far (for LiDAR de-skew and radar doppler compensation),
+the ground truth of the frame the nearest ``ground_truth`` message within 50 ms of the reference stamp.
+
+:func:`build_cache` runs a log (or a simulator run) through :class:`~edgefuse.tensors.TensorBuilder` once
+and stores each frame compactly (real pillar points only, the image as the uint8 it came from, the ground
+truth as rows); :class:`CachedFrames` reads them back as fixed-shape inputs + training targets. A cache
+is keyed by the log's path, size and mtime and the tensor spec, and completed caches are reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgefuse.errors import InputError
+from edgefuse.model.io import INPUT_NAMES
+from edgefuse.model.targets import HeadGrid, build_targets
+from edgefuse.types import Box3D, Detection, Detections, FrameSet, Message, Odometry
+
+GROUND_TRUTH_ID = "ground_truth"
+GT_TOLERANCE_NS = 50_000_000
+_ODOM_KEEP = 100  # odometry samples kept for the ego trajectory (2 s at 50 Hz)
+
+
+class DatasetError(InputError):
+    """A log that cannot make training/evaluation frames (names the log and what is missing)."""
+
+
+def frames(
+    messages: Iterable[Message], calibration, kit
+) -> Iterator[tuple[FrameSet, object, Detections | None]]:
+    """(frame, ego trajectory or None, ground truth or None) for every frame of the stream (module doc)."""
+    from edgefuse.motion import EgoTrajectory
+    from edgefuse.sync import StampMapper, Synchronizer, SyncSpec
+
+    mapper = StampMapper(kit, calibration)
+    spec = SyncSpec.from_kit(kit)
+    sync = Synchronizer(spec)
+    odom: deque[Message] = deque(maxlen=_ODOM_KEEP)
+    truth: dict[int, Detections] = {}
+    now = None
+
+    def emit(fss):
+        ego = EgoTrajectory.from_odometry(odom) if odom else None
+        for fs in fss:
+            gt = None
+            if truth:
+                t = min(truth, key=lambda s: abs(s - fs.stamp_ns))
+                if abs(t - fs.stamp_ns) <= GT_TOLERANCE_NS:
+                    gt = truth[t]
+            for old in [s for s in truth if s < fs.stamp_ns - 10 * GT_TOLERANCE_NS]:
+                del truth[old]
+            yield fs, ego, gt
+
+    for msg in messages:
+        now = msg.recv_ns
+        if msg.sensor_id == GROUND_TRUTH_ID and isinstance(msg.payload, Detections):
+            truth[msg.stamp_ns] = msg.payload
+            continue
+        m = mapper.map(msg)
+        if isinstance(m.payload, Odometry):
+            if not odom or m.stamp_ns > odom[-1].stamp_ns:
+                odom.append(m)
+            continue
+        if m.sensor_id in spec.sensors:
+            yield from emit(sync.update(now, [m]))
+    if now is not None:
+        yield from emit(sync.flush(now))
+
+
+# ================================================================ compact frames
+
+
+def _gt_rows(dets: Detections | None, classes: tuple[str, ...]) -> np.ndarray:
+    """(n, 10) float32: class index, x y z, l w h, yaw, vx vy."""
+    rows = []
+    for o in dets.objects if dets is not None else ():
+        if o.label in classes:
+            rows.append([classes.index(o.label), *o.box.center, *o.box.size, o.box.yaw, *o.velocity])
+    return np.array(rows, np.float32).reshape(-1, 10)
+
+
+def gt_from_rows(rows: np.ndarray, stamp_ns: int, classes: tuple[str, ...]) -> Detections:
+    objs = tuple(
+        Detection(classes[int(r[0])], 1.0, Box3D(r[1:4], r[4:7], float(r[7])), r[8:10].astype(np.float64))
+        for r in rows
+    )
+    return Detections(int(stamp_ns), objs)
+
+
+def compact(inputs, gt: Detections | None, spec) -> dict[str, np.ndarray]:
+    """One frame's FusionInputs + ground truth → the arrays the cache stores."""
+    out: dict[str, np.ndarray] = {}
+    mean = np.asarray(spec.image_mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(spec.image_std, np.float32).reshape(1, 3, 1, 1)
+    out["images_u8"] = np.clip(np.rint((inputs.images * std + mean) * 255.0), 0, 255).astype(np.uint8)
+    for k in ("projection", "camera_valid", "lidar_valid", "radar_valid", "stamp_ns"):
+        out[k] = getattr(inputs, k)
+    for kind in ("lidar", "radar"):
+        n = int(getattr(inputs, f"{kind}_num_pillars")[0])
+        counts = getattr(inputs, f"{kind}_counts")[:n]
+        pts = getattr(inputs, f"{kind}_pillars")[:n]
+        keep = np.arange(pts.shape[1])[None, :] < counts[:, None]
+        out[f"{kind}_points"] = pts[keep]  # (sum counts, F)
+        out[f"{kind}_coords"] = getattr(inputs, f"{kind}_coords")[:n]
+        out[f"{kind}_counts"] = counts
+    out["gt"] = _gt_rows(gt, spec.classes)
+    return out
+
+
+def expand(c: dict[str, np.ndarray], spec) -> dict[str, np.ndarray]:
+    """Cached arrays → the network's fixed-shape inputs of one frame (no batch axis)."""
+    from edgefuse.tensors import input_shapes
+
+    shapes = input_shapes(spec)
+    mean = np.asarray(spec.image_mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(spec.image_std, np.float32).reshape(1, 3, 1, 1)
+    feed = {
+        "images": ((c["images_u8"].astype(np.float32) / 255.0 - mean) / std).astype(np.float32),
+        "projection": c["projection"],
+        "camera_valid": c["camera_valid"],
+        "lidar_valid": c["lidar_valid"],
+        "radar_valid": c["radar_valid"],
+    }
+    for kind in ("lidar", "radar"):
+        (P, N, F), _ = shapes[f"{kind}_pillars"]
+        counts = c[f"{kind}_counts"]
+        n = counts.shape[0]
+        pts = np.zeros((P, N, F), np.float32)
+        keep = np.arange(N)[None, :] < counts[:, None]
+        pts[:n][keep] = c[f"{kind}_points"]
+        coords = np.zeros((P, 2), np.int32)
+        coords[:n] = c[f"{kind}_coords"]
+        cnt = np.zeros(P, np.int32)
+        cnt[:n] = counts
+        feed[f"{kind}_pillars"], feed[f"{kind}_coords"], feed[f"{kind}_counts"] = pts, coords, cnt
+    return {k: feed[k] for k in INPUT_NAMES}
+
+
+# ================================================================ cache
+
+
+def _key(source: str, spec) -> str:
+    h = hashlib.sha256()
+    h.update(source.encode())
+    h.update(spec.to_json().encode())
+    return h.hexdigest()[:16]
+
+
+def log_source_id(path: str | Path) -> str:
+    p = Path(path).resolve()
+    st = p.stat()
+    return f"log:{p}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _log_messages(path: str | Path):
+    """(messages, calibration, kit) of a simulator log; refuses logs without ground truth."""
+    from edgefuse.logs import LogReader
+    from edgefuse.sim.rig import sim_kit
+
+    reader = LogReader(path)
+    calib = reader.calibration()
+    if calib is None:
+        raise DatasetError(f"{path}: no calibration attachment; expected a log recorded by edgefuse")
+    if not any(t.sensor_id == GROUND_TRUTH_ID for t in reader.topics().values()):
+        raise DatasetError(f"{path}: no /{GROUND_TRUTH_ID}/detections topic; expected a simulator log")
+    return (m for _t, m in reader.messages()), calib, sim_kit()
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    directory: Path
+    frames: int
+    frames_with_truth: int
+
+
+def build_cache(source, spec, cache_root: str | Path, progress: bool = False) -> CacheInfo:
+    """Cache the frames of ``source`` (a log path, or a :class:`~edgefuse.sim.run.Simulator` and
+    duration as ``(sim, duration_ns)``) for ``spec`` under ``cache_root``; reuse a completed cache.
+    Frames without ground truth are left out (counted in the returned info); frames whose inputs cannot
+    be built (an :class:`~edgefuse.errors.InputError`) are skipped and counted by reason in ``done.json``."""
+    from tqdm import tqdm
+
+    from edgefuse.tensors import TensorBuilder
+
+    if isinstance(source, tuple):
+        sim, duration_ns = source
+        sid = f"sim:{sim.scenario}:{sim.seed}:{sorted(sim.world.params.items())}:{int(duration_ns)}"
+        messages, calib, kit = sim.messages(int(duration_ns)), sim.calibration, _sim_kit()
+        label = f"sim {sim.scenario}/{sim.seed}"
+    else:
+        sid = log_source_id(source)
+        messages, calib, kit = _log_messages(source)
+        label = Path(source).name
+    d = Path(cache_root) / _key(sid, spec)
+    done = d / "done.json"
+    if done.is_file():
+        info = json.loads(done.read_text())
+        return CacheInfo(d, info["frames"], info["frames_with_truth"])
+    d.mkdir(parents=True, exist_ok=True)
+    builder = TensorBuilder(spec, calib)
+    n = n_gt = 0
+    skipped: dict[str, int] = {}
+    for fs, ego, gt in tqdm(
+        frames(messages, calib, kit), desc=f"cache {label}", unit="frame", disable=not progress, leave=False
+    ):
+        n += 1
+        if gt is None:
+            continue
+        try:
+            c = compact(builder.build(fs, ego), gt, spec)
+        except InputError as e:  # a bad frame (undecodable image, wrong fields) is skipped and counted
+            skipped[str(e)[:200]] = skipped.get(str(e)[:200], 0) + 1
+            continue
+        tmp = d / f"{n_gt:06d}.tmp.npz"
+        np.savez(tmp, **c)
+        os.replace(tmp, d / f"{n_gt:06d}.npz")
+        n_gt += 1
+    record = {
+        "source": sid,
+        "frames": n,
+        "frames_with_truth": n_gt,
+        "skipped": skipped,
+        "spec": spec.to_dict(),
+    }
+    done.write_text(json.dumps(record))
+    return CacheInfo(d, n, n_gt)
+
+
+def _sim_kit():
+    from edgefuse.sim.rig import sim_kit
+
+    return sim_kit()
+
+
+class CachedFrames:
+    """The cached frames of several sources as a sample set (``get(i) -> (feed, targets)``) for
+    :func:`edgefuse.model.train.fit`, and as (feed, ground truth Detections) for evaluation."""
+
+    def __init__(self, dirs: Iterable[Path], spec, grid: HeadGrid | None = None, max_objects: int = 128):
+        self.spec, self.grid, self.max_objects = spec, grid, max_objects
+        self.files = [f for d in dirs for f in sorted(Path(d).glob("[0-9]*.npz")) if ".tmp" not in f.name]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, i: int) -> tuple[dict[str, np.ndarray], Detections]:
+        with np.load(self.files[i]) as z:
+            c = {k: z[k] for k in z.files}
+        return expand(c, self.spec), gt_from_rows(c["gt"], int(c["stamp_ns"][0]), self.spec.classes)
+
+    def get(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        feed, gt = self.load(i)
+        if self.grid is None:
+            raise ValueError("CachedFrames.get: needs the head grid for training targets")
+        return feed, build_targets(gt.objects, self.spec.classes, self.grid, self.max_objects)

@@ -1,0 +1,251 @@
+"""Evaluation: run a model over simulator logs and score it (nuScenes-style mAP, per-class AP, mAVE,
+latency), with a PR-curve PNG and BEV PNGs of the worst frames.
+
+Backends: ``torch`` (``.pt``) and ``onnxruntime`` (``.onnx``, the manifest from the ONNX metadata);
+both run batch 1 on the cached fixed-shape inputs, so ``latency_ms`` is the model alone (decode and
+top-K included, preprocessing not). ``modalities`` switches sensors off at run time (their inputs and
+validity flags zeroed: the sensor-failure case). Ground truth is scored inside the model's BEV grid
+(centres within the tensor spec's x/y ranges): what lies outside is out of the model's reach.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edgefuse.errors import InputError
+from edgefuse.model.config import MODALITIES
+from edgefuse.model.decode import to_detections
+from edgefuse.model.io import INPUT_NAMES, apply_modalities
+from edgefuse.model.manifest import Manifest
+from edgefuse.model.metrics import TP_THRESHOLD_M, evaluate_detections, match_class, pr_curve
+from edgefuse.types import Detections
+
+Infer = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def load_predictor(model: str | Path, backend: str | None = None) -> tuple[Infer, Manifest, str]:
+    """(infer, manifest, backend) for a ``.pt`` or ``.onnx`` model; ``backend`` follows the file unless
+    given. ``infer`` takes a batch-1 feed and returns (boxes, scores, labels) with the batch axis."""
+    path = Path(model)
+    if backend is None:
+        backend = "onnxruntime" if path.suffix == ".onnx" else "torch"
+    if backend == "torch":
+        if path.suffix != ".pt":
+            raise InputError(f"{path}: --backend torch expects a .pt model")
+        import torch
+
+        from edgefuse.model.checkpoint import load_model
+
+        net, manifest = load_model(path)
+        torch.set_num_threads(2)
+
+        def infer(feed):
+            with torch.no_grad():
+                out = net.forward_decoded(*[torch.from_numpy(feed[k]) for k in INPUT_NAMES])
+            return tuple(o.numpy() for o in out)
+
+        return infer, manifest, backend
+    if backend == "onnxruntime":
+        if path.suffix != ".onnx":
+            raise InputError(f"{path}: --backend onnxruntime expects an .onnx model")
+        import onnxruntime as ort
+
+        from edgefuse.model.export import read_onnx_manifest
+
+        manifest = read_onnx_manifest(path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 2, 1
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+        def infer(feed):
+            return tuple(sess.run(None, {k: feed[k] for k in INPUT_NAMES}))
+
+        return infer, manifest, backend
+    raise InputError(f"--backend: expected torch or onnxruntime, got {backend!r}")
+
+
+def in_grid(dets: Detections, spec) -> Detections:
+    """The objects whose BEV centre lies inside the spec's x/y ranges."""
+    (x0, x1), (y0, y1) = spec.x_range, spec.y_range
+    keep = tuple(o for o in dets.objects if x0 <= o.box.center[0] < x1 and y0 <= o.box.center[1] < y1)
+    return Detections(dets.stamp_ns, keep, dets.frame)
+
+
+def frame_errors(pred: Detections, gt: Detections, classes, score_threshold: float) -> int:
+    """False positives + misses at the 2 m threshold among predictions above ``score_threshold``."""
+    p = Detections(pred.stamp_ns, tuple(o for o in pred.objects if o.score >= score_threshold))
+    err = 0
+    for label in classes:
+        m = match_class([p], [gt], label, TP_THRESHOLD_M)
+        tp = int(m["tp"].sum())
+        err += (len(m["tp"]) - tp) + (m["n_gt"] - tp)
+    return err
+
+
+def evaluate(
+    model: str | Path,
+    logs: Sequence[str | Path],
+    *,
+    backend: str | None = None,
+    modalities: Sequence[str] = MODALITIES,
+    out_dir: str | Path | None = None,
+    cache_root: str | Path | None = None,
+    score_threshold: float = 0.05,
+    worst: int = 3,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Score ``model`` on ``logs`` (see module doc). Writes ``pr_curve.png`` and ``worst_<i>.png`` to
+    ``out_dir`` (default: next to the first log, ``<log>.eval/``)."""
+    from tqdm import tqdm
+
+    from edgefuse.model.dataset import CachedFrames, build_cache
+    from edgefuse.tensors import TensorSpec
+
+    if not logs:
+        raise InputError("eval: expected at least one log")
+    infer, manifest, backend = load_predictor(model, backend)
+    spec = TensorSpec.from_dict(manifest.tensor_spec, f"{model}: manifest tensor_spec")
+    classes = tuple(manifest.classes)
+    cache_root = Path(cache_root) if cache_root else Path(logs[0]).parent / ".edgefuse-cache"
+    dirs = [build_cache(p, spec, cache_root, progress=progress).directory for p in logs]
+    data = CachedFrames(dirs, spec)
+    n = len(data) if max_frames is None else min(len(data), max_frames)
+    if n == 0:
+        raise InputError(f"eval: no frames with ground truth in {[str(p) for p in logs]}")
+    preds, gts, lat = [], [], []
+    for i in tqdm(range(n), desc="eval", unit="frame", disable=not progress, leave=False):
+        feed, gt = data.load(i)
+        feed = apply_modalities(feed, modalities)
+        batch = {k: v[None] for k, v in feed.items()}
+        t0 = time.perf_counter()
+        boxes, scores, labels = infer(batch)
+        lat.append((time.perf_counter() - t0) * 1e3)
+        preds.append(to_detections(boxes[0], scores[0], labels[0], gt.stamp_ns, classes, score_threshold))
+        gts.append(in_grid(gt, spec))
+    result = evaluate_detections(preds, gts, classes)
+    out = Path(out_dir) if out_dir else Path(str(logs[0]) + ".eval")
+    out.mkdir(parents=True, exist_ok=True)
+    errors = [frame_errors(p, g, classes, 0.3) for p, g in zip(preds, gts, strict=True)]
+    order = np.argsort(errors, kind="stable")[::-1][:worst]
+    pngs = [str(write_pr_png(out / "pr_curve.png", preds, gts, classes))]
+    for rank, i in enumerate(order):
+        feed, _ = data.load(int(i))
+        pngs.append(str(write_bev_png(out / f"worst_{rank}.png", feed, preds[i], gts[i], spec, errors[i])))
+    lat_a = np.array(lat[1:] if len(lat) > 1 else lat)
+
+    def num(x: float) -> float | None:  # NaN (no ground truth / no true positives) → null in JSON
+        return None if x != x else float(x)
+
+    return {
+        "model": str(model),
+        "backend": backend,
+        "modalities": list(modalities),
+        "frames": n,
+        "mAP": num(result["mAP"]),
+        "mAVE": num(result["mAVE"]),
+        "per_class": {
+            k: {"AP": num(v["AP"]), "AVE": num(v["AVE"]), "n_gt": v["n_gt"]}
+            for k, v in result["per_class"].items()
+        },
+        "latency_ms": {"p50": float(np.median(lat_a)), "p99": float(np.percentile(lat_a, 99))},
+        "pngs": pngs,
+    }
+
+
+def write_pr_png(path: Path, preds, gts, classes) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    for label in classes:
+        m = match_class(preds, gts, label, TP_THRESHOLD_M)
+        if m["n_gt"] == 0:
+            continue
+        rec, prec = pr_curve(m["tp"], m["n_gt"])
+        ax.plot(rec, prec, label=f"{label} (n={m['n_gt']})")
+    ax.set(
+        xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="PR at 2 m centre distance"
+    )
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_bev_png(path: Path, feed, pred: Detections, gt: Detections, spec, errors: int) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+    counts = feed["lidar_counts"]
+    keep = np.arange(feed["lidar_pillars"].shape[1])[None, :] < counts[:, None]
+    pts = feed["lidar_pillars"][keep]
+    ax.scatter(pts[:, 0], pts[:, 1], s=0.2, c="0.6", linewidths=0)
+    rc = feed["radar_counts"]
+    rkeep = np.arange(feed["radar_pillars"].shape[1])[None, :] < rc[:, None]
+    rp = feed["radar_pillars"][rkeep]
+    ax.scatter(rp[:, 0], rp[:, 1], s=6, c="tab:blue", marker="x", linewidths=0.8)
+    for dets, colour, thr in ((gt, "tab:green", 0.0), (pred, "tab:red", 0.3)):
+        for o in dets.objects:
+            if o.score < thr:
+                continue
+            c = o.box.corners()[:4]
+            ax.plot(np.r_[c[:, 0], c[0, 0]], np.r_[c[:, 1], c[0, 1]], c=colour, lw=1)
+    ax.set(
+        xlim=spec.x_range,
+        ylim=spec.y_range,
+        aspect="equal",
+        xlabel="x (m)",
+        ylabel="y (m)",
+        title=f"{errors} errors at 2 m (green truth, red ≥ 0.3)",
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+#: The bundled default model (shipped in the package).
+BUNDLED_MODEL = Path(__file__).parent / "weights" / "edge.pt"
+
+
+def default_model() -> Path:
+    if not BUNDLED_MODEL.is_file():
+        raise InputError(
+            f"eval --model: no model given and no bundled model at {BUNDLED_MODEL}; "
+            "train one (edgefuse train …) and pass --model DIR/model.pt"
+        )
+    return BUNDLED_MODEL
+
+
+def format_eval(r: dict) -> str:
+    """The human view of :func:`evaluate`'s result."""
+
+    def pct(x):
+        return "  –  " if x is None else f"{100 * x:5.1f}"
+
+    def ms(x):
+        return "  –  " if x is None else f"{x:5.2f}"
+
+    lines = [
+        f"mAP {pct(r['mAP']).strip()}   mAVE {ms(r['mAVE']).strip()} m/s   "
+        f"({r['frames']} frames, {r['backend']}, {'+'.join(r['modalities'])})",
+        f"{'class':<12} {'AP':>6} {'AVE m/s':>8} {'n_gt':>6}",
+    ]
+    for k, v in r["per_class"].items():
+        lines.append(f"{k:<12} {pct(v['AP']):>6} {ms(v['AVE']):>8} {v['n_gt']:>6}")
+    lines.append(
+        f"latency (model, batch 1): p50 {r['latency_ms']['p50']:.1f} ms, p99 {r['latency_ms']['p99']:.1f} ms"
+    )
+    lines.append("pictures: " + ", ".join(r["pngs"]))
+    return "\n".join(lines)

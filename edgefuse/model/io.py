@@ -1,0 +1,78 @@
+"""Model I/O glue (numpy only: on the runtime path): :class:`~edgefuse.tensors.FusionInputs` → the
+network's named inputs, the network geometry from a tensor spec, the modality switch used by modality
+dropout and ``--modalities``, batching.
+
+The network's inputs are FusionInputs arrays by name (:data:`INPUT_NAMES`), with a batch axis in front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgefuse.model.config import MODALITIES, ModelConfigError
+
+INPUT_NAMES: tuple[str, ...] = (
+    "images", "projection", "camera_valid",
+    "lidar_pillars", "lidar_coords", "lidar_counts", "lidar_valid",
+    "radar_pillars", "radar_coords", "radar_counts", "radar_valid",
+)  # fmt: skip
+OUTPUT_NAMES: tuple[str, ...] = ("boxes", "scores", "labels")
+#: The inputs that carry each modality's data and flags (zeroed when the modality is switched off).
+MODALITY_INPUTS: dict[str, tuple[str, ...]] = {
+    "camera": ("images", "camera_valid"),
+    "lidar": ("lidar_pillars", "lidar_counts", "lidar_valid"),
+    "radar": ("radar_pillars", "radar_counts", "radar_valid"),
+}
+
+
+def geometry_from_spec(spec):
+    """:class:`~edgefuse.model.network.NetGeometry` (as its constructor kwargs dict) of a
+    :class:`~edgefuse.tensors.TensorSpec`. Pillars must be square."""
+    dx, dy = spec.pillar_size
+    if abs(dx - dy) > 1e-9:
+        raise ModelConfigError(f"tensor spec pillar_size: expected square pillars, got {spec.pillar_size}")
+    return {
+        "origin_xy": (float(spec.x_range[0]), float(spec.y_range[0])),
+        "cell_m": float(dx),
+        "grid_hw": tuple(spec.grid_size),
+        "lidar_features": len(spec.lidar_features),
+        "radar_features": len(spec.radar_features),
+        "image_hw": tuple(int(v) for v in spec.image_size),
+        "n_cameras": len(spec.cameras),
+        "n_classes": len(spec.classes),
+    }
+
+
+def feed_from_inputs(inputs) -> dict[str, np.ndarray]:
+    """One frame's FusionInputs → the network's inputs (no batch axis)."""
+    d = inputs.as_dict()
+    return {k: d[k] for k in INPUT_NAMES}
+
+
+def parse_modalities(text: str, where: str = "--modalities") -> tuple[str, ...]:
+    """ "camera,lidar" → ("camera", "lidar") in :data:`MODALITIES` order; names checked."""
+    names = tuple(s.strip() for s in str(text).split(",") if s.strip())
+    bad = [m for m in names if m not in MODALITIES]
+    if bad or not names:
+        raise ModelConfigError(
+            f"{where}: expected a comma-separated subset of {list(MODALITIES)}, got {text!r}"
+        )
+    return tuple(m for m in MODALITIES if m in names)
+
+
+def apply_modalities(feed: dict[str, np.ndarray], keep: Sequence[str]) -> dict[str, np.ndarray]:
+    """A copy of one frame's (or batch's) inputs with every modality not in ``keep`` removed: its data
+    and validity inputs zeroed (point counts 0 = no pillars, valid flags 0)."""
+    out = dict(feed)
+    for m in MODALITIES:
+        if m not in keep:
+            for name in MODALITY_INPUTS[m]:
+                out[name] = np.zeros_like(feed[name])
+    return out
+
+
+def stack(items: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-frame dicts → one batch dict (new leading axis)."""
+    return {k: np.stack([it[k] for it in items]) for k in items[0]}

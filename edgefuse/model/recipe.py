@@ -1,0 +1,197 @@
+"""The training recipe of the bundled model and its ablations (``python -m edgefuse.model.recipe``).
+
+Steps (each skips what is already done, so the recipe resumes after an interruption):
+
+1. ``record`` — simulator logs: training ``TRAIN_SCENARIOS`` × ``TRAIN_SEEDS``, ``TRAIN_SECONDS`` each
+   (6 × 2 × 30 s = 6 min of driving); held-out ``EVAL_SCENARIOS`` × ``EVAL_SEEDS`` (seeds never used in
+   training), ``EVAL_SECONDS`` each (≥ 600 LiDAR frames per scenario).
+2. ``train`` — the fused model (gated, camera + LiDAR + radar, modality dropout), ``EPOCHS`` epochs.
+3. ``ablate`` — the same recipe and budget for camera-only, LiDAR-only, radar-only, LiDAR + camera.
+4. ``eval`` — every model on every held-out scenario; the fused model also with sensors removed at run
+   time (``--modalities``). Results go to ``WORK/results.json`` and the two ablation tables to
+   ``WORK/ablation.md`` (paste into docs/model.md).
+5. ``bundle`` — copy the fused model to ``edgefuse/model/weights/edge.pt`` (the default of ``eval``).
+
+    python -m edgefuse.model.recipe --work runs/recipe [--steps record,train,ablate,eval,bundle] [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+TRAIN_SCENARIOS = ("default", "urban", "highway", "fog", "night", "rain")
+TRAIN_SEEDS = (11, 12)
+TRAIN_SECONDS = 30.0
+EVAL_SCENARIOS = {"clear": "default", "fog": "fog", "night": "night"}
+EVAL_SEEDS = (901,)
+EVAL_SECONDS = 61.0
+EPOCHS = 6
+FRAME_STEP = 2  # train on every 2nd frame: 1800 of the 3600 training frames per epoch
+ABLATIONS = {
+    "camera": ("camera",),
+    "lidar": ("lidar",),
+    "radar": ("radar",),
+    "lidar+camera": ("camera", "lidar"),
+    "all": ("camera", "lidar", "radar"),
+}
+RUNTIME_REMOVALS = {
+    "all sensors": ("camera", "lidar", "radar"),
+    "no LiDAR": ("camera", "radar"),
+    "no camera": ("lidar", "radar"),
+    "no radar": ("camera", "lidar"),
+}
+
+
+def train_logs(work: Path) -> list[Path]:
+    return [work / "logs" / f"train_{s}_{seed}.mcap" for s in TRAIN_SCENARIOS for seed in TRAIN_SEEDS]
+
+
+def eval_logs(work: Path) -> dict[str, list[Path]]:
+    return {name: [work / "logs" / f"eval_{sc}_{seed}.mcap" for seed in EVAL_SEEDS]
+            for name, sc in EVAL_SCENARIOS.items()}  # fmt: skip
+
+
+def step_record(work: Path) -> None:
+    from edgefuse.sim.run import record
+
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (p, s, seed, TRAIN_SECONDS)
+        for p, (s, seed) in zip(
+            train_logs(work), [(s, seed) for s in TRAIN_SCENARIOS for seed in TRAIN_SEEDS], strict=True
+        )
+    ]
+    for name, sc in EVAL_SCENARIOS.items():
+        for p, seed in zip(eval_logs(work)[name], EVAL_SEEDS, strict=True):
+            jobs.append((p, sc, seed, EVAL_SECONDS))
+    for path, scenario, seed, seconds in jobs:
+        if path.is_file():
+            continue
+        tmp = path.with_suffix(".tmp.mcap")
+        record(tmp, scenario, seed, seconds)
+        tmp.replace(path)
+
+
+def step_train(work: Path, name: str, modalities, epochs: int) -> Path:
+    from edgefuse.model.train import train_model
+
+    out = work / "models" / name
+    if not (out / "model.pt").is_file():
+        t0 = time.monotonic()
+        r = train_model(
+            train_logs(work),
+            out,
+            epochs=epochs,
+            modalities=tuple(modalities),
+            seed=0,
+            frame_step=FRAME_STEP,
+            cache_root=work / "cache",
+            command=f"recipe train {name} --epochs {epochs}",
+        )
+        (out / "train.json").write_text(json.dumps({**r, "wall_s": time.monotonic() - t0}, indent=2))
+    return out / "model.pt"
+
+
+def step_eval(work: Path) -> dict:
+    from edgefuse.model.evaluate import evaluate
+
+    results: dict = {"ablation": {}, "runtime": {}}
+    for name in ABLATIONS:
+        model = work / "models" / name / "model.pt"
+        if not model.is_file():
+            continue
+        results["ablation"][name] = {
+            sc: evaluate(
+                model, logs, out_dir=work / "eval" / name / sc, cache_root=work / "cache", progress=True
+            )
+            for sc, logs in eval_logs(work).items()
+        }
+    fused = work / "models" / "all" / "model.pt"
+    if fused.is_file():
+        for label, mods in RUNTIME_REMOVALS.items():
+            results["runtime"][label] = {
+                sc: evaluate(
+                    fused,
+                    logs,
+                    modalities=mods,
+                    out_dir=work / "eval" / f"rt_{label}" / sc,
+                    cache_root=work / "cache",
+                    progress=True,
+                )
+                for sc, logs in eval_logs(work).items()
+            }
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    (work / "ablation.md").write_text(tables(results))
+    return results
+
+
+def tables(results: dict) -> str:
+    scen = list(EVAL_SCENARIOS)
+
+    def row(name, per):
+        maps = [None if per[s]["mAP"] is None else 100 * per[s]["mAP"] for s in scen]
+        mave = [per[s]["mAVE"] for s in scen]
+        known = [m for m in maps if m is not None]
+        overall = sum(known) / len(known) if known else None
+
+        def f(v, d):
+            return "–" if v is None else f"{v:.{d}f}"
+
+        return (
+            f"| {name} | "
+            + " | ".join([*(f(m, 1) for m in maps), f(overall, 1), *(f(v, 2) for v in mave)])
+            + " |"
+        )
+
+    head = (
+        "| model | "
+        + " | ".join(f"mAP {s}" for s in scen)
+        + " | mAP overall | "
+        + " | ".join(f"mAVE {s}" for s in scen)
+        + " |\n|"
+        + " --- |" * (2 + 2 * len(scen))
+        + "\n"
+    )
+    a = (
+        "(a) separately trained models\n\n"
+        + head
+        + "\n".join(row(k, v) for k, v in results["ablation"].items())
+    )
+    b = (
+        "\n\n(b) the fused model with sensors removed at run time\n\n"
+        + head
+        + "\n".join(row(k, v) for k, v in results["runtime"].items())
+    )
+    return a + b + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default="runs/recipe")
+    ap.add_argument("--steps", default="record,train,ablate,eval,bundle")
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    a = ap.parse_args(argv)
+    work = Path(a.work)
+    steps = a.steps.split(",")
+    if "record" in steps:
+        step_record(work)
+    if "train" in steps:
+        step_train(work, "all", ABLATIONS["all"], a.epochs)
+    if "ablate" in steps:
+        for name, mods in ABLATIONS.items():
+            step_train(work, name, mods, a.epochs)
+    if "eval" in steps:
+        print(tables(step_eval(work)))
+    if "bundle" in steps:
+        dst = Path(__file__).parent / "weights" / "edge.pt"
+        dst.parent.mkdir(exist_ok=True)
+        shutil.copyfile(work / "models" / "all" / "model.pt", dst)
+        print(f"bundled {dst} ({dst.stat().st_size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()

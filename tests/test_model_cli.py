@@ -1,0 +1,158 @@
+"""End to end on a real (tiny) simulator log: train lowers the loss, the model file loads with
+weights_only, eval scores it with torch and onnxruntime, --modalities switches sensors off."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgefuse.cli import main
+from edgefuse.model.checkpoint import load_model
+from edgefuse.model.dataset import CachedFrames, build_cache
+from edgefuse.model.evaluate import evaluate
+from edgefuse.sim.run import record
+from edgefuse.tensors import TensorSpec
+
+SPEC = TensorSpec(
+    image_size=(64, 112),
+    x_range=(-12.8, 12.8),
+    y_range=(-12.8, 12.8),
+    pillar_size=(0.4, 0.4),
+    max_pillars=1500,
+    max_points_per_pillar=8,
+    radar_max_pillars=64,
+    radar_max_points_per_pillar=4,
+)
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "sim.mcap"
+    record(path, "urban", 3, 1.6, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(log, tmp_path_factory):
+    from edgefuse.model.train import train_model
+
+    out = tmp_path_factory.mktemp("train")
+    r = train_model(
+        [log], out, epochs=5, batch_size=2, lr=5e-3, seed=0, spec=SPEC, progress=False, modality_dropout=0.0
+    )
+    return out, r
+
+
+def test_cache_holds_every_frame_with_ground_truth(log, tmp_path):
+    info = build_cache(log, SPEC, tmp_path)
+    assert info.frames_with_truth >= 12  # 1.6 s of 10 Hz LiDAR, the first frames may lack a partner
+    again = build_cache(log, SPEC, tmp_path)  # reused
+    assert again.directory == info.directory and again.frames_with_truth == info.frames_with_truth
+    data = CachedFrames([info.directory], SPEC)
+    feed, gt = data.load(0)
+    assert feed["lidar_pillars"].shape == (1500, 8, 4) and feed["images"].shape == (1, 3, 64, 112)
+    assert feed["lidar_counts"].max() > 0 and feed["lidar_valid"][0] == 1 and feed["camera_valid"][0] == 1
+    assert len(gt.objects) > 0
+    # the cached image round-trips the preprocessed one to within uint8 rounding
+    from edgefuse.logs import LogReader
+    from edgefuse.model.dataset import frames
+    from edgefuse.sim.rig import sim_kit
+    from edgefuse.tensors import TensorBuilder
+
+    reader = LogReader(log)
+    calib = reader.calibration()
+    fs, ego, _ = next(
+        f for f in frames((m for _t, m in reader.messages()), calib, sim_kit()) if f[2] is not None
+    )
+    direct = TensorBuilder(SPEC, calib).build(fs, ego)
+    step = 1 / (255 * min(SPEC.image_std))
+    assert np.abs(direct.images - feed["images"]).max() <= step / 2 + 1e-5
+    np.testing.assert_array_equal(direct.lidar_counts, feed["lidar_counts"])
+
+
+def test_training_on_a_log_lowers_the_loss(trained):
+    out, r = trained
+    assert r["frames"] >= 12
+    assert r["losses"][-1] < 0.7 * r["losses"][0]
+    ckpt = torch.load(out / "model.pt", weights_only=True)  # loads without unpickling objects
+    assert "manifest" in ckpt
+    net, manifest = load_model(out / "model.pt")
+    assert manifest.tensor_spec == SPEC.to_dict()
+    assert manifest.training["frames"] == r["frames"] and len(manifest.training["data_sha256"]) == 64
+
+
+def test_eval_torch_and_onnxruntime_agree(trained, log, tmp_path, capsys):
+    out, _ = trained
+    rc = main(
+        [
+            "eval",
+            str(log),
+            "--model",
+            str(out / "model.pt"),
+            "--out",
+            str(tmp_path / "ev"),
+            "--cache",
+            str(tmp_path / "c"),
+            "--json",
+        ]
+    )
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out)
+    assert 0.0 <= r["mAP"] <= 1.0 and r["frames"] >= 12 and r["latency_ms"]["p50"] > 0
+    assert (tmp_path / "ev" / "pr_curve.png").is_file() and (tmp_path / "ev" / "worst_0.png").is_file()
+    from edgefuse.model.export import export_onnx
+
+    onnx_path = export_onnx(out / "model.pt", tmp_path / "m.onnx")
+    r2 = evaluate(onnx_path, [log], out_dir=tmp_path / "ev2", cache_root=tmp_path / "c", progress=False)
+    assert r2["backend"] == "onnxruntime"
+    assert r2["mAP"] == pytest.approx(r["mAP"], abs=0.02)
+
+
+def test_eval_modalities_switch_sensors_off(trained, log, tmp_path):
+    out, _ = trained
+    kw = dict(out_dir=tmp_path / "ev", cache_root=tmp_path / "c", progress=False, worst=0)
+    r_all = evaluate(out / "model.pt", [log], **kw)
+    r_cam = evaluate(out / "model.pt", [log], modalities=("camera",), **kw)
+    assert r_cam["modalities"] == ["camera"]
+    assert r_cam["mAP"] != r_all["mAP"] or r_cam["per_class"] != r_all["per_class"]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    rc = main(["eval", str(tmp_path / "missing.mcap"), "--model", str(tmp_path / "none.pt")])
+    assert rc == 2
+    assert "none.pt" in capsys.readouterr().err
+    rc = main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "missing.mcap"),
+            "--out",
+            str(tmp_path / "o"),
+            "--modalities",
+            "lidar,sonar",
+        ]
+    )
+    assert rc == 2
+    assert "--modalities" in capsys.readouterr().err
+
+
+def test_cache_skips_frames_that_cannot_be_built(tmp_path):
+    from edgefuse.logs import Recorder
+    from edgefuse.sim.run import Simulator
+    from edgefuse.types import CompressedImage, Message
+
+    sim = Simulator("urban", 4)
+    path = tmp_path / "bad.mcap"
+    with Recorder(path) as rec:
+        rec.write_calibration(sim.calibration, frames=sim.frames)
+        for m in sim.messages(1_200_000_000):
+            if m.sensor_id == "cam_front" and 300_000_000 <= m.stamp_ns <= 700_000_000:
+                m = Message(m.sensor_id, m.stamp_ns, CompressedImage(b"not a jpeg", "jpeg"),
+                            raw_stamp_ns=m.raw_stamp_ns, recv_ns=m.recv_ns, frame=m.frame, seq=m.seq)
+            rec.write(m)
+    info = build_cache(path, SPEC, tmp_path / "cache")
+    done = json.loads((info.directory / "done.json").read_text())
+    assert sum(done["skipped"].values()) >= 3  # 0.3–0.7 s of LiDAR frames matched a broken image
+    assert all("decode" in reason for reason in done["skipped"])
+    assert info.frames_with_truth >= 5  # the rest were kept

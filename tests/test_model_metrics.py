@@ -1,0 +1,90 @@
+"""nuScenes-style AP / AVE: perfect predictions score 1, shifted ones lower, hand-derived curves."""
+
+import math
+
+import numpy as np
+import pytest
+
+from edgefuse.model.metrics import average_precision, evaluate_detections
+from edgefuse.types import CLASSES, Box3D, Detection, Detections
+
+
+def _det(label, x, y, score=1.0, v=(0.0, 0.0)):
+    return Detection(label, score, Box3D([x, y, 0.8], [4.0, 1.8, 1.5], 0.3), np.array(v))
+
+
+def _frames(seed=0, n=6):
+    rng = np.random.default_rng(seed)
+    out = []
+    for f in range(n):
+        objs = []
+        for label in CLASSES:
+            for _ in range(rng.integers(1, 4)):
+                objs.append(_det(label, rng.uniform(-40, 40), rng.uniform(-40, 40), 1.0, rng.normal(size=2)))
+        out.append(Detections(f, tuple(objs)))
+    return out
+
+
+def _shift(frames, dx, dv=0.0, score_rng=None):
+    out = []
+    for d in frames:
+        objs = []
+        for o in d.objects:
+            s = float(score_rng.uniform(0.2, 1.0)) if score_rng is not None else 0.9
+            objs.append(
+                Detection(
+                    o.label, s, Box3D(o.box.center + [dx, 0, 0], o.box.size, o.box.yaw), o.velocity + dv
+                )
+            )
+        out.append(Detections(d.stamp_ns, tuple(objs)))
+    return out
+
+
+def test_perfect_prediction_scores_one():
+    gt = _frames()
+    r = evaluate_detections(_shift(gt, 0.0, score_rng=np.random.default_rng(1)), gt, CLASSES)
+    assert r["mAP"] == pytest.approx(1.0)
+    assert r["mAVE"] == pytest.approx(0.0)
+    for label in CLASSES:
+        assert r["per_class"][label]["AP"] == pytest.approx(1.0)
+
+
+def test_shifted_prediction_scores_lower():
+    gt = _frames()
+    # 1.5 m off: misses at 0.5 and 1 m, hits at 2 and 4 m -> AP 0, 0, 1, 1 -> mean 0.5
+    r = evaluate_detections(_shift(gt, 1.5), gt, CLASSES)
+    assert r["mAP"] == pytest.approx(0.5)
+    assert r["per_class"]["car"]["AP@0.5m"] == 0.0
+    assert r["per_class"]["car"]["AP@4m"] == pytest.approx(1.0)
+    r2 = evaluate_detections(_shift(gt, 0.7), gt, CLASSES)
+    assert r2["mAP"] == pytest.approx(0.75)
+
+
+def test_velocity_error_is_the_mean_speed_error():
+    gt = _frames()
+    r = evaluate_detections(_shift(gt, 0.0, dv=np.array([0.3, 0.4])), gt, CLASSES)
+    assert r["mAVE"] == pytest.approx(0.5)
+
+
+def test_ap_of_a_false_positive_then_true_positive():
+    # 1 ground truth; predictions FP (best score) then TP: recall 0 -> 1, precision 0 -> 0.5, linear
+    # interpolation p(r) = r / 2 between them; nuScenes keeps r in 0.11..1.00 and subtracts 0.1.
+    expected = sum(max(0.5 * (k / 100) - 0.1, 0.0) for k in range(11, 101)) / 90 / 0.9
+    assert average_precision(np.array([False, True]), 1) == pytest.approx(expected)
+    gt = [Detections(0, (_det("car", 10, 0),))]
+    pred = [Detections(0, (_det("car", 30, 0, 0.9), _det("car", 10.1, 0, 0.5)))]
+    r = evaluate_detections(pred, gt, ("car",))
+    assert r["mAP"] == pytest.approx(expected)
+
+
+def test_missed_objects_and_empty_classes():
+    gt = [Detections(0, (_det("car", 5, 5), _det("car", 15, 5)))]
+    pred = [Detections(0, (_det("car", 5, 5, 0.8),))]
+    r = evaluate_detections(pred, gt, CLASSES)
+    # recall stops at 0.5 with precision 1: grid points 0.11..0.50 score 0.9/0.9, the rest 0
+    assert r["per_class"]["car"]["AP"] == pytest.approx(40 / 90)
+    assert math.isnan(r["per_class"]["pedestrian"]["AP"])  # no ground truth: left out of mAP
+    assert r["mAP"] == pytest.approx(40 / 90)
+    # a prediction of the wrong class never matches
+    wrong = [Detections(0, (_det("cyclist", 5, 5, 0.8),))]
+    assert evaluate_detections(wrong, gt, CLASSES)["mAP"] == 0.0
