@@ -19,13 +19,8 @@ Run: .venv/bin/python benchmarks/adapters_bench.py  (writes docs/adapters_bench.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import time
-from pathlib import Path
-
 import numpy as np
+from _report import ROOT, best_of, machine, pin_to_one_core, write_json
 
 from edgefuse.adapters.velodyne import (
     PcapVelodyneSource,
@@ -35,7 +30,6 @@ from edgefuse.adapters.velodyne import (
 )
 from edgefuse.adapters.velodyne.pcap import read_udp_payloads
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "velodyne_vlp32c"
 PCAP = DATA / "DERIVED_vlp32c_from_rosbag2.pcap"
 YAML = DATA / "VLP32.calibration.yaml"
@@ -43,21 +37,8 @@ PCD = DATA / "1713492677464078412.pcd"
 PACKETS_PER_S = 1e6 / (12 * 55.296)  # VLP-32C, single return
 
 
-def best_of(fn, repeats: int) -> tuple[float, int]:
-    """(fastest wall time in s, points) of ``repeats`` calls."""
-    best, n = float("inf"), 0
-    for _ in range(repeats):
-        t = time.perf_counter()
-        n = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, n
-
-
 def main(repeats: int = 30) -> dict:
-    try:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
-    except (AttributeError, OSError):
-        pass
+    pin_to_one_core()
     import velodyne_decoder as vd
 
     rec = list(read_udp_payloads(PCAP, 2368))
@@ -96,12 +77,10 @@ def main(repeats: int = 30) -> dict:
         "velodyne-decoder batch": vd_batch,
     }
     times = {k: float("inf") for k in cases}
-    points = {}
+    points = {name: fn() for name, fn in cases.items()}
     for _ in range(3):  # interleave the cases so machine load hits all of them alike
         for name, fn in cases.items():
-            t, n = best_of(fn, max(1, repeats // 3))
-            times[name] = min(times[name], t)
-            points[name] = n
+            times[name] = min(times[name], best_of(fn, max(1, repeats // 3)))
 
     accuracy = ground_truth_accuracy(cal, cfg, vd)
     P = len(payloads)
@@ -122,9 +101,7 @@ def main(repeats: int = 30) -> dict:
     for r in rows:
         r["speed_vs_vd_stream"] = round(ref / times[r["case"]], 2)
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, pinned to 1 core, "
-        f"Python {platform.python_version()}, numpy {np.__version__}, "
-        f"velodyne-decoder {vd.__version__}",
+        "machine": machine(vd),
         "capture": f"{PCAP.relative_to(ROOT)} ({P} packets, VLP-32C strongest)",
         "repeats": repeats,
         "rows": rows,
@@ -138,7 +115,7 @@ def main(repeats: int = 30) -> dict:
         )
     for k, v in accuracy.items():
         print(f"ground truth within 1/2/5 cm of {k}: {v['1cm']:.4f} {v['2cm']:.4f} {v['5cm']:.4f}")
-    (ROOT / "docs" / "adapters_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json("adapters_bench", result)
     return result
 
 

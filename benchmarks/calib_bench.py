@@ -15,13 +15,11 @@ Run: ``.venv/bin/python benchmarks/calib_bench.py`` (≈ 1 min on 1 core); write
 
 from __future__ import annotations
 
-import json
-import platform
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
+from _report import ROOT, machine, write_json
 
 from edgefuse.calib.boards import load_target
 from edgefuse.calib.lidar_camera import board_observation, solve_lidar_camera, transform_error
@@ -33,7 +31,6 @@ from edgefuse.sim.camera import board_inner_corners, render_camera
 from edgefuse.sim.rig import sim_calibration
 from edgefuse.sim.world import make_world
 
-ROOT = Path(__file__).resolve().parents[1]
 MS = 1_000_000
 
 
@@ -201,15 +198,14 @@ def main() -> None:
     t0 = time.perf_counter()
     result = {
         "benchmark": "calib_bench",
-        "machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-        f"OpenCV {cv2.__version__}",
+        "machine": machine(cv2),
         "corners": corners_bench(),
         "camera_yaw_rate": yaw_rate_bench(),
         "time_offset": offset_bench(),
         "accuracy": accuracy_bench(),
     }
     result["wall_s"] = time.perf_counter() - t0
-    (ROOT / "docs/calib_bench.json").write_text(json.dumps(result, indent=2))
+    write_json("calib_bench", result)
     c, y, o = result["corners"], result["camera_yaw_rate"], result["time_offset"]
     print("| task | ours | library | ratio (library / ours) |")
     print("|---|---|---|---|")

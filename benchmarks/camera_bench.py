@@ -12,14 +12,12 @@ Run: .venv/bin/python benchmarks/camera_bench.py  (writes docs/camera_bench.json
 from __future__ import annotations
 
 import glob
-import json
-import platform
 import tempfile
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
+from _report import best_of, machine, write_json
 
 from edgefuse.adapters.camera import Grabber, bgr_to_rgb, open_camera
 
@@ -30,15 +28,6 @@ def frames(n: int) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     base = cv2.resize(rng.integers(0, 255, (H // 16, W // 16, 3), dtype=np.uint8), (W, H))
     return [np.roll(base, 8 * k, axis=1) for k in range(n)]
-
-
-def best_of(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 class PacedCapture:
@@ -104,7 +93,7 @@ def main() -> None:
             ("video:// MJPG 1280x720 (ms/frame)", ours_video, cv_video, n),
             ("images:// PNG 1280x720 (ms/frame)", ours_images, cv_images, n // 2),
         ]:
-            a, b = best_of(ours), best_of(ref)
+            a, b = best_of(ours, 5), best_of(ref, 5)
             rows.append({"what": what, "edgefuse": 1e3 * a / count, "opencv": 1e3 * b / count})
 
     # live grabber: capture stamp → consumer has the RGB frame, with a 100 fps camera
@@ -128,9 +117,7 @@ def main() -> None:
     for r in rows:
         r["ratio"] = r["edgefuse"] / r["opencv"]
     result = {
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "opencv": cv2.__version__,
+        "machine": machine(cv2),
         "threads": cv2.getNumThreads(),
         "rows": rows,
         "grabber": grabber,
@@ -143,8 +130,7 @@ def main() -> None:
         f"median {grabber['handoff_ms_median']:.2f} ms, p99 {grabber['handoff_ms_p99']:.2f} ms, "
         f"dropped {grabber['dropped']} of {grabber['frames'] + grabber['dropped']}"
     )
-    out = Path(__file__).resolve().parents[1] / "docs" / "camera_bench.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_json("camera_bench", result)
     print(f"wrote {out}")
 
 

@@ -14,15 +14,12 @@ Run: .venv/bin/python benchmarks/gnss_nmea_bench.py  (writes docs/gnss_nmea_benc
 
 from __future__ import annotations
 
-import json
-import platform
-import time
 from functools import reduce
-from pathlib import Path
 
 import numpy as np
 import pymap3d
 import pynmea2
+from _report import best_of, machine, write_json
 
 from edgefuse.adapters.gnss import LocalTangentPlane, NmeaDecoder, parse_nmea_sentence
 
@@ -51,15 +48,6 @@ def make_epochs(n: int, seed: int = 0) -> list[bytes]:
             + nmea(f"GNGGA,{t},{la},N,{lo},E,4,24,0.6,{520 + 0.01 * k:.3f},M,47.0,M,1.0,0000")
         )
     return out
-
-
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
@@ -120,7 +108,7 @@ def main() -> None:
         float(np.max(np.abs(f.enu - np.asarray(r)))) for f, r in zip(ours_stream(), ref_stream(), strict=True)
     )
 
-    t = {name: best_of(fn) for name, fn in [
+    t = {name: best_of(fn, 3) for name, fn in [
         ("ours_parse", ours_parse), ("ref_parse", ref_parse), ("ours_stream", ours_stream),
         ("ref_stream", ref_stream), ("ours_enu", ours_enu), ("ref_enu", ref_enu),
     ]}  # fmt: skip
@@ -150,11 +138,7 @@ def main() -> None:
     for r in rows:
         r["speedup"] = r["library"] / r["edgefuse"]
     result = {
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "pynmea2": pynmea2.__version__,
-        "pymap3d": getattr(pymap3d, "__version__", "?"),
+        "machine": machine(pynmea2, pymap3d),
         "epochs": len(epochs),
         "sentences": len(lines),
         "epoch_bytes": epoch_bytes,
@@ -171,8 +155,7 @@ def main() -> None:
         )
     print(f"ENU max |edgefuse − pymap3d|: {diff:.2e} m (stream: {stream_diff:.2e} m)")
     print(f"decoder headroom over a 10 Hz receiver: {result['edgefuse_x_10hz_receiver']:.0f}x")
-    out = Path(__file__).resolve().parents[1] / "docs" / "gnss_nmea_bench.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_json("gnss_nmea_bench", result)
     print(f"wrote {out}")
 
 

@@ -11,22 +11,18 @@ cost, not the disk). MB/s counts the CDR bytes of the messages.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _report import DOCS, machine, write_json
 from mcap.reader import make_reader
 from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap.writer import CompressionType, Writer
 
 from edgefuse.logs import LogReader, Recorder, ros2
 from edgefuse.types import Image, Message, PointCloud
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_messages(n_clouds: int, n_images: int) -> list[Message]:
@@ -266,16 +262,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--clouds", type=int, default=48)
     ap.add_argument("--images", type=int, default=16)
-    ap.add_argument("--out", default=str(ROOT / "docs" / "logs_bench.json"))
+    ap.add_argument("--out", default=str(DOCS / "logs_bench.json"))
     args = ap.parse_args()
     t0 = time.perf_counter()
     res = run(args.repeat, args.clouds, args.images)
-    res["machine"] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-    }
+    res["machine"] = machine()
     res["command"] = "python benchmarks/logs_bench.py"
     res["runtime_s"] = time.perf_counter() - t0
     print(
@@ -300,7 +291,7 @@ def main() -> None:
             f"read {r['mcap_ros2_over_typed_read']:.2f}x; "
             f"rosbags/typed read {r['rosbags_over_typed_read']:.2f}x"
         )
-    Path(args.out).write_text(json.dumps(res, indent=2, default=lambda x: None) + "\n")
+    write_json("logs_bench", res, args.out)
     print(f"wrote {args.out} in {res['runtime_s']:.0f} s")
 
 

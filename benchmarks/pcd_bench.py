@@ -14,24 +14,19 @@ docs/pcd_bench.json and replaces the "## PCD files" section of docs/benchmarks.m
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pypcd4
+from _report import best_of, machine, machine_line, replace_section, write_json
 
 from edgefuse.adapters.files.lzf import lzf_decompress, lzf_decompress_py
 from edgefuse.adapters.files.pcd import ENCODINGS, parse_pcd, pcd_columns, read_pcd, write_pcd
 from edgefuse.types import PointCloud
 
-ROOT = Path(__file__).resolve().parents[1]
-JSON_OUT = ROOT / "docs" / "pcd_bench.json"
-MD_OUT = ROOT / "docs" / "benchmarks.md"
-SECTION = "## PCD files"
+SECTION = "PCD files"
 
 
 def lidar_like_cloud(n: int, seed: int = 0) -> PointCloud:
@@ -50,12 +45,7 @@ def lidar_like_cloud(n: int, seed: int = 0) -> PointCloud:
 
 def timed(fn, repeats: int) -> float:
     fn()  # warm-up
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - t0)
-    return min(runs)
+    return best_of(fn, repeats)
 
 
 def pair(ours, theirs, repeats: int) -> tuple[float, float]:
@@ -72,19 +62,6 @@ def pair(ours, theirs, repeats: int) -> tuple[float, float]:
         theirs()
         b.append(time.perf_counter() - t0)
     return min(a), min(b)
-
-
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()}, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, pypcd4 {getattr(pypcd4, '__version__', '?')}")
 
 
 def run(points: int, repeats: int) -> dict:
@@ -126,17 +103,17 @@ def run(points: int, repeats: int) -> dict:
            "pure_python_ms": py_s * 1e3, "python_over_c": py_s / c_s,
            "parse_binary_compressed_c_ms": full_c * 1e3, "parse_binary_compressed_python_ms": full_py * 1e3}
     return {
-        "machine": machine(),
+        "machine": machine(pypcd4),
         "points": points, "fields": list(cloud.fields), "repeats": repeats, "rows": rows, "lzf": lzf,
     }
 
 
 def markdown(res: dict) -> str:
     lines = [
-        SECTION, "",
         "edgefuse's PCD reader/writer (`edgefuse/adapters/files/pcd.py`) against pypcd4, same files, "
         f"one run (best of {res['repeats']} interleaved runs; ascii a third of that). "
-        f"Cloud: {res['points']} points, fields {' '.join(res['fields'])} (F4). Machine: {res['machine']}. "
+        f"Cloud: {res['points']} points, fields {' '.join(res['fields'])} (F4). "
+        f"Machine: {machine_line(res['machine'])}. "
         "Outputs are checked equal before timing.",
         "", "Rerun: `.venv/bin/python benchmarks/pcd_bench.py` (JSON: `docs/pcd_bench.json`).", "",
         "| encoding | op | file MB | edgefuse ms | pypcd4 ms | pypcd4 / edgefuse |",
@@ -166,17 +143,6 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def update_markdown(text: str) -> None:
-    old = MD_OUT.read_text() if MD_OUT.exists() else "# Benchmarks\n"
-    start = old.find(SECTION + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text.rstrip("\n") + "\n" + ("" if nxt < 0 else "\n" + old[nxt + 1 :])
-    MD_OUT.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=120_000)
@@ -187,8 +153,8 @@ def main() -> None:
     text = markdown(res)
     print(text)
     if not args.no_docs:
-        JSON_OUT.write_text(json.dumps(res, indent=2) + "\n")
-        update_markdown(text)
+        write_json("pcd_bench", res)
+        replace_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -20,32 +20,28 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXP
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
+from _report import machine, machine_line, pin_to_one_core, replace_section, write_json  # noqa: E402
 
 from edgefuse.sim.ego import OdometryIntegrator  # noqa: E402
 from edgefuse.sim.run import Simulator, record  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs visible, pinned to 1; Python {platform.python_version()}"
+def _rates(duration_s: float, wall: float, cpu: float) -> dict:
+    """Wall and CPU seconds spent on ``duration_s`` simulated seconds, and the real-time factors."""
+    return {
+        "wall_s": wall,
+        "realtime_factor": duration_s / wall,
+        "cpu_s": cpu,
+        "realtime_factor_cpu": duration_s / cpu,
+    }
 
 
 def bench_generation(scenario: str, duration_s: float) -> dict:
@@ -61,10 +57,7 @@ def bench_generation(scenario: str, duration_s: float) -> dict:
         count[sid] += 1
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
-        "wall_s": wall,
-        "realtime_factor": duration_s / wall,
-        "cpu_s": cpu,
-        "realtime_factor_cpu": duration_s / cpu,
+        **_rates(duration_s, wall, cpu),
         "per_sensor": {
             sid: {
                 "captures": count[sid],
@@ -82,10 +75,7 @@ def bench_record(scenario: str, duration_s: float) -> dict:
         summary = record(Path(d) / "bench.mcap", scenario, 0, duration_s, progress=False)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
-        "wall_s": wall,
-        "realtime_factor": duration_s / wall,
-        "cpu_s": cpu,
-        "realtime_factor_cpu": duration_s / cpu,
+        **_rates(duration_s, wall, cpu),
         "size_mb": summary["size_bytes"] / 1e6,
         "messages": summary["messages"],
     }
@@ -96,11 +86,10 @@ def write_markdown(result: dict) -> None:
     gen_row = (g["wall_s"], g["cpu_s"], g["realtime_factor"], g["realtime_factor_cpu"])
     rec_row = (r["wall_s"], r["cpu_s"], r["realtime_factor"], r["realtime_factor_cpu"])
     lines = [
-        "## sim_bench",
-        "",
         f"Simulated seconds per wall-clock second, default rig, scenario `{result['scenario']}`, "
         f"{result['duration_s']:g} s simulated, one core.",
-        f"Machine: {result['machine']}; load average {result['load_average']:.1f} during the run "
+        f"Machine: {machine_line(result['machine'])}; "
+        f"load average {result['load_average']:.1f} during the run "
         "(a shared box: wall-clock numbers suffer when other jobs run, so the CPU-time factor is given too). "
         "Rerun: `.venv/bin/python benchmarks/sim_bench.py`.",
         "",
@@ -130,16 +119,7 @@ def write_markdown(result: dict) -> None:
         "World, clocks, odometry and IMU together stay near 1 %.",
         "",
     ]
-    section = "\n".join(lines) + "\n"
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    start = text.find("## sim_bench\n")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    replace_section("sim_bench", "\n".join(lines))
 
 
 def main() -> None:
@@ -147,8 +127,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0, help="simulated seconds per run (default 5)")
     ap.add_argument("--scenario", default="default")
     args = ap.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_core()
     cv2.setNumThreads(1)
     gen = bench_generation(args.scenario, args.duration)
     rec = bench_record(args.scenario, args.duration)
@@ -156,7 +135,7 @@ def main() -> None:
         "benchmark": "sim_bench",
         "scenario": args.scenario,
         "duration_s": args.duration,
-        "machine": _machine(),
+        "machine": machine(cv2),
         "load_average": os.getloadavg()[0],
         "generation": gen,
         "record": rec,
@@ -167,8 +146,7 @@ def main() -> None:
     print(f"\n{'sensor':<14}{'captures':>9}{'ms/capture':>12}{'share':>8}")
     for sid, p in gen["per_sensor"].items():
         print(f"{sid:<14}{p['captures']:>9}{p['ms_per_capture']:>12.2f}{100 * p['share_of_wall']:>7.0f}%")
-    (ROOT / "docs").mkdir(exist_ok=True)
-    (ROOT / "docs" / "sim_bench.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json("sim_bench", result)
     write_markdown(result)
 
 

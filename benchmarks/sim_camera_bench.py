@@ -17,24 +17,20 @@ camera" section of ``docs/benchmarks.md``. Rerun: ``.venv/bin/python benchmarks/
 
 from __future__ import annotations
 
-import json
 import os
-import platform
-import re
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
+from _report import machine, machine_line, pin_to_one_core, replace_section, write_json
 
 import edgefuse.sim.camera as sim_camera
 from edgefuse.sim.camera import camera_tables, render_camera
 from edgefuse.sim.rig import sim_calibration
 from edgefuse.sim.world import make_world
 
-ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## Simulated camera (sim_camera_bench)"
+SECTION = "Simulated camera (sim_camera_bench)"
 TABLE_HEAD = (
     "| scenario | camera | boxes in scene | render ms (median) | render p90 | JPEG q90 ms | cv2.remap ms "
     "| render ÷ remap | 30 Hz × real time (render + JPEG) |\n"
@@ -95,14 +91,12 @@ def _case(scenario: str, model: str, frames: int) -> dict:
 
 
 def main(frames: int = 12) -> dict:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_core()
     cv2.setNumThreads(1)
     cases = [_case(s, m, frames) for s, m in CASES]
     sim_camera.FILL_LINE = cv2.LINE_AA
     result = {
-        "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, "
-        f"numpy {np.__version__}, OpenCV {cv2.__version__}, 1 core (sched_setaffinity), cv2 single-threaded",
+        "machine": machine(cv2),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "cases": cases,
     }
@@ -114,8 +108,7 @@ def main(frames: int = 12) -> dict:
         vals = (m["render"], c["p90_render_ms"], m["jpeg"], m["remap"], c["render_over_remap"],
                 c["realtime_factor_30hz_render_jpeg"])
         print(f"{c['scenario']:<{w}} {c['camera']:<14}" + "".join(f"{v:9.2f}" for v in vals))
-    (ROOT / "docs").mkdir(exist_ok=True)
-    (ROOT / "docs" / "sim_camera_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json("sim_camera_bench", result)
     _update_markdown(result)
     return result
 
@@ -128,9 +121,8 @@ def _update_markdown(r: dict) -> None:
         for c in r["cases"]
     )
     frames = r["cases"][0]["frames"]
-    body = f"""{SECTION}
-
-Machine: {r["machine"]}; load average {r["load_average_1min"]:.1f} during the run.
+    host = machine_line(r["machine"])
+    body = f"""Machine: {host}, cv2 single-threaded; load average {r["load_average_1min"]:.1f} during the run.
 Sim rig cam_front 1280×720 (pinhole k1 = -0.06, and the fisheye variant), seed 0, {frames} frames
 per case at scene times 0.5 s apart. Rerun: `.venv/bin/python benchmarks/sim_camera_bench.py`
 (about 15 s).
@@ -149,14 +141,7 @@ per case at scene times 0.5 s apart. Rerun: `.venv/bin/python benchmarks/sim_cam
 - The machine is shared (2 cores, other engineers' jobs running): absolute times vary ±50 % between
   runs; the ratios are from the same run.
 """
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
-    if pattern.search(text):
-        text = pattern.sub(body.rstrip("\n") + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
+    replace_section(SECTION, body)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,11 @@ section of ``docs/benchmarks.md``. Rerun: ``.venv/bin/python benchmarks/sim_lida
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import re
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _report import machine, machine_line, pin_to_one_core, replace_section, write_json
 
 from edgefuse.sim.lidar import simulate_sweep, sweep_rays, vlp32c_model
 from edgefuse.sim.radar import RadarModel, simulate_radar
@@ -33,8 +29,7 @@ from edgefuse.sim.raycast import GROUND, MISS, cast_rays
 from edgefuse.sim.rig import sim_calibration
 from edgefuse.sim.world import make_world
 
-ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## Simulated LiDAR and radar (sim_lidar_bench)"
+SECTION = "Simulated LiDAR and radar (sim_lidar_bench)"
 
 
 def _box_triangles(boxes) -> np.ndarray:
@@ -80,10 +75,7 @@ def _embree(origins, dirs, boxes, ref):
 
 
 def main(n_sweeps: int = 10) -> dict:
-    try:
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    except (AttributeError, OSError):
-        pass
+    pin_to_one_core()
     world = make_world("default", 0)
     calib = sim_calibration()
     T_lidar, T_radar = calib.extrinsics["lidar_top"], calib.extrinsics["radar_front"]
@@ -120,8 +112,7 @@ def main(n_sweeps: int = 10) -> dict:
     med = {k: float(np.median(v)) * 1e3 for k, v in rows.items()}
     embree_total = med["embree_build"] + med["embree_query"]
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, Python "
-        f"{sys.version.split()[0]}, numpy {np.__version__}, 1 core (sched_setaffinity)",
+        "machine": machine(),
         "scenario": "default, seed 0",
         "sweeps": n_sweeps,
         "rays_per_sweep": int(nrays),
@@ -147,17 +138,15 @@ def main(n_sweeps: int = 10) -> dict:
     print(f"ours / Embree (build + query): {result['cast_vs_embree_total']:.2f}x; "
           f"first surface agrees on ≥ {100 * result['first_surface_agreement_min']:.2f}% of rays, "
           f"max range difference {result['range_difference_max_m'] * 1000:.2f} mm")
-    (ROOT / "docs").mkdir(exist_ok=True)
-    (ROOT / "docs" / "sim_lidar_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json("sim_lidar_bench", result)
     _update_markdown(result)
     return result
 
 
 def _update_markdown(r: dict) -> None:
     m = r["median_ms"]
-    body = f"""{SECTION}
-
-Machine: {r["machine"]}. Scene: `{r["scenario"]}`, {r["sweeps"]} sweeps, median
+    host = machine_line(r["machine"])
+    body = f"""Machine: {host}. Scene: `{r["scenario"]}`, {r["sweeps"]} sweeps, median
 {r["boxes_per_scene_median"]:.0f} boxes, {r["rays_per_sweep"]} rays/sweep (VLP-32C, 600 rpm),
 median {r["points_per_sweep_median"]:.0f} points. Rerun: `.venv/bin/python benchmarks/sim_lidar_bench.py`.
 
@@ -178,14 +167,7 @@ median {r["points_per_sweep_median"]:.0f} points. Rerun: `.venv/bin/python bench
 - The machine is shared (2 cores, other jobs running): absolute times vary ±50 % between runs; the
   ratio is from the same run.
 """
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
-    if pattern.search(text):
-        text = pattern.sub(body.rstrip("\n") + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
+    replace_section(SECTION, body)
 
 
 if __name__ == "__main__":

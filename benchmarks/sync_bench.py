@@ -26,16 +26,16 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import deque  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
+import numba  # noqa: E402
 import numpy as np  # noqa: E402
+from _report import ROOT, machine, machine_line, pin_to_one_core, replace_section, write_json  # noqa: E402
 
 from edgefuse.motion import EgoTrajectory  # noqa: E402
 from edgefuse.sim.clocks import message_rng  # noqa: E402
@@ -46,10 +46,7 @@ from edgefuse.sync import StampMapper, Synchronizer, SyncSpec  # noqa: E402
 from edgefuse.tensors import PillarVoxelizer, TensorBuilder, TensorSpec  # noqa: E402
 from edgefuse.types import Message  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-JSON_OUT = ROOT / "docs" / "sync_bench.json"
-MD_OUT = ROOT / "docs" / "benchmarks.md"
-SECTION = "## Sync and tensors (sync_bench)"
+SECTION = "Sync and tensors (sync_bench)"
 NS = 1_000_000_000
 
 
@@ -313,21 +310,11 @@ def bench_voxel(sim, repeats: int, core: int) -> list[dict]:
 # ---------------------------------------------------------------- main
 
 
-def machine() -> str:
-    return (
-        f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, "
-        f"numpy {np.__version__}, "
-        f"numba {__import__('numba').__version__}, OpenCV {cv2.__version__}, 1 core (sched_setaffinity), "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
-
-
 def write_markdown(res: dict) -> None:
     p = res["pipeline"]
     lines = [
-        SECTION,
-        "",
-        f"Machine: {res['machine']}. Rerun: `.venv/bin/python benchmarks/sync_bench.py` "
+        f"Machine: {machine_line(res['machine'], with_load=True)}. "
+        "Rerun: `.venv/bin/python benchmarks/sync_bench.py` "
         "(about a minute; JSON: "
         "`docs/sync_bench.json`).",
         "",
@@ -380,15 +367,7 @@ def write_markdown(res: dict) -> None:
         "(frames/s ranged 69–160 across runs of this benchmark on 2026-11-28 under varying load); the ratios "
         "come from the same run.",
     ]
-    text = "\n".join(lines) + "\n"
-    old = MD_OUT.read_text() if MD_OUT.exists() else "# Benchmarks\n"
-    start = old.find(SECTION + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text.rstrip("\n") + "\n" + ("" if nxt < 0 else "\n" + old[nxt + 1 :])
-    MD_OUT.write_text(new.rstrip("\n") + "\n")
+    replace_section(SECTION, "\n".join(lines))
 
 
 def main() -> None:
@@ -396,8 +375,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0, help="simulated seconds for frames/s (default 4)")
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args()
-    core = sorted(os.sched_getaffinity(0))[-1]
-    os.sched_setaffinity(0, {core})
+    core = pin_to_one_core(highest=True)
     cv2.setNumThreads(1)
     spec = TensorSpec()
     sim, msgs = sim_stream(args.seconds)
@@ -433,8 +411,8 @@ def main() -> None:
             f"{r['cloud']:34} {r['points']:8d} {r['max_pillars']:6d} {r['edgefuse_ms']:7.2f} {sp:7.2f} "
             f"{r['numpy_ms']:7.2f} {r.get('ours_over_spconv', float('nan')):5.2f} {r.get('spconv_equal')}"
         )
-    res = {"machine": machine(), "repeats": args.repeats, "pipeline": pipe, "voxel": vox}
-    JSON_OUT.write_text(json.dumps(res, indent=1) + "\n")
+    res = {"machine": machine(numba, cv2), "repeats": args.repeats, "pipeline": pipe, "voxel": vox}
+    write_json("sync_bench", res)
     write_markdown(res)
 
 

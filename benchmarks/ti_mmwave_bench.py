@@ -10,13 +10,10 @@ Run: .venv/bin/python benchmarks/ti_mmwave_bench.py  (writes docs/ti_mmwave_benc
 
 from __future__ import annotations
 
-import json
-import platform
 import struct
-import time
-from pathlib import Path
 
 import numpy as np
+from _report import best_of, machine, write_json
 
 from edgefuse.adapters.ti_mmwave import FrameDecoder, encode_frame
 
@@ -58,15 +55,6 @@ def make_stream(n_frames: int, n_points: int, seed: int = 0) -> bytes:
     )
 
 
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def main() -> None:
     rows = []
     for n_points in (10, 100, 500):
@@ -85,7 +73,7 @@ def main() -> None:
         got = ours()
         assert len(ref) == n_frames
         np.testing.assert_allclose(got[-1].to_scan().data, np.array(ref[-1][1], dtype=np.float32), rtol=1e-6)
-        t_ours, t_base = best_of(ours), best_of(lambda data=data: baseline_decode(data))
+        t_ours, t_base = best_of(ours, 3), best_of(lambda data=data: baseline_decode(data), 3)
         mb = len(data) / 1e6
         rows.append({
             "points_per_frame": n_points, "frames": n_frames, "bytes": len(data),
@@ -103,10 +91,7 @@ def main() -> None:
               f"{r['edgefuse_us_per_frame']:>11.1f} {r['struct_loop_us_per_frame']:>11.1f} "
               f"{r['speedup_vs_struct_loop']:>8.1f} {r['edgefuse_x_uart_rate']:>10.0f} "
               f"{r['struct_loop_x_uart_rate']:>10.0f}")
-    out = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-           "python": platform.python_version(), "numpy": np.__version__, "results": rows}
-    path = Path(__file__).resolve().parents[1] / "docs" / "ti_mmwave_bench.json"
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    path = write_json("ti_mmwave_bench", {"machine": machine(), "results": rows})
     print(f"wrote {path}")
 
 
