@@ -4,7 +4,7 @@ in one run (interleaved, so machine load hits all alike).
 
 Model: the bundled model when it exists (``edgefuse/model/weights/edge.pt``), else the default (edge)
 configuration freshly initialised (latency does not depend on the weights). Inputs: the manifest's
-fixed shapes with random points in a quarter of the pillars (:func:`edgefuse.model.export.example_feed`).
+fixed shapes with random points in a quarter of the pillars (:func:`edgefuse.engine.export.example_feed`).
 
     .venv/bin/python benchmarks/model_bench.py [--runs 20] [--config edge|large]   # ~1–2 min
 """
@@ -12,22 +12,21 @@ fixed shapes with random points in a quarter of the pillars (:func:`edgefuse.mod
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _report import DOCS, ROOT, machine, write_json
 
+from edgefuse.engine.export import example_feed, export_onnx
+from edgefuse.engine.quantize import quantize_int8
 from edgefuse.model.checkpoint import load_model, new_model, save_model
 from edgefuse.model.config import CONFIGS, edge_spec
-from edgefuse.model.export import example_feed, export_onnx, quantize_int8
 from edgefuse.model.io import INPUT_NAMES
 from edgefuse.model.network import DecodedNet
 
-ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "edgefuse" / "model" / "weights" / "edge.pt"
 
 
@@ -43,7 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--config", choices=sorted(CONFIGS), default="edge")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "model_bench.json"))
+    ap.add_argument("--out", default=str(DOCS / "model_bench.json"))
     a = ap.parse_args()
     torch.set_num_threads(2)
     import onnxruntime as ort
@@ -63,8 +62,9 @@ def main() -> None:
         n_flops = flops(net, args)
         fp32 = export_onnx(pt, tmp / "m.onnx")
         calib = [example_feed(manifest, s) for s in range(4)]
-        int8 = quantize_int8(fp32, tmp / "m_int8.onnx", calib)
-        u8 = quantize_int8(fp32, tmp / "m_u8.onnx", calib, symmetric_activations=False)
+        int8, u8 = tmp / "m_int8.onnx", tmp / "m_u8.onnx"
+        quantize_int8(fp32, int8, calib)
+        quantize_int8(fp32, u8, calib, symmetric_activations=False)
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = 2, 1
         sessions = {
@@ -117,8 +117,8 @@ def main() -> None:
         "sizes": sizes,
         "latency": rows,
         "runs": a.runs,
-        "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, "
-        f"Python {platform.python_version()}, torch {torch.__version__}, onnxruntime {ort.__version__}",
+        "machine": machine(torch, ort),
+        "threads": torch.get_num_threads(),
     }
     print(
         f"model: {which}; params {n_params:,}; {n_flops / 1e9:.2f} GFLOPs; "
@@ -129,7 +129,7 @@ def main() -> None:
         print(
             f"{k:<20} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['min_ms']:8.1f} {r['speedup_vs_torch']:8.2f}"
         )
-    Path(a.out).write_text(json.dumps(result, indent=2))
+    write_json("model_bench", result, a.out)
     print(f"wrote {a.out}")
 
 

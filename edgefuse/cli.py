@@ -249,6 +249,111 @@ def _human_eval(r: dict) -> None:
     print(format_eval(r))
 
 
+def cmd_export(args) -> dict:
+    from edgefuse.engine.export import export_onnx
+    from edgefuse.model.evaluate import default_model
+
+    out = export_onnx(args.model or default_model(), args.out, plugins=args.plugins)
+    return {"out": str(out), "plugins": args.plugins, "bytes": out.stat().st_size}
+
+
+def cmd_quantize(args) -> dict:
+    from pathlib import Path
+
+    from edgefuse.engine.export import read_onnx_manifest
+    from edgefuse.engine.quantize import calibration_feeds, quantize_int8
+
+    manifest = read_onnx_manifest(args.model)
+    cache = args.cache or Path(args.calib[0]).parent / ".edgefuse-cache"
+    feeds = calibration_feeds(args.calib, manifest, cache, max_frames=args.frames,
+                              progress=not getattr(args, "json", False))
+    keep = [n for n in (args.keep_float or "").split(",") if n]
+    return quantize_int8(args.model, args.out, feeds, method=args.method, keep_float=keep, sweep=args.sweep)
+
+
+def cmd_build_engine(args) -> dict:
+    from edgefuse.engine.tensorrt import build_engine
+
+    return build_engine(args.model, args.out, precision=args.precision, profile=args.profile,
+                        plugins=args.plugins)
+
+
+def cmd_compare(args) -> dict:
+    from edgefuse.engine.compare import compare
+
+    models = [m for m in args.models.split(",") if m]
+    return compare(args.log, models, cache_root=args.cache, score_threshold=args.score_threshold,
+                   match_m=args.match_m, max_frames=args.max_frames,
+                   progress=not getattr(args, "json", False))
+
+
+def _human_compare(r: dict) -> None:
+    from edgefuse.engine.compare import format_compare
+
+    print(format_compare(r))
+
+
+def _pipeline_config(args):
+    from edgefuse.pipeline import MS, PipelineConfig
+
+    return PipelineConfig(
+        deadline_ns=int(round(args.deadline_ms * MS)), score_threshold=args.score_threshold,
+        frame_queue=args.queue,
+    )  # fmt: skip
+
+
+def cmd_replay(args) -> dict:
+    from edgefuse.pipeline import load_backend, run_replay
+
+    rate = None if args.rate == "max" else float(args.rate)
+    if rate is not None and not rate > 0:
+        raise InputError(f"replay --rate: expected 'max' or a positive number, got {args.rate!r}")
+    backend = load_backend(args.model, args.backend, threads=args.threads)
+    return run_replay(
+        args.log, backend, args.out or f"{args.log}.replay", rate=rate, deterministic=args.deterministic,
+        kit_path=args.kit, calib_path=args.calib, config=_pipeline_config(args), udp=args.udp,
+        console=args.console, log_inputs=args.log_inputs,
+        status=None if getattr(args, "json", False) else sys.stderr,
+    )  # fmt: skip
+
+
+def cmd_run(args) -> dict:
+    from edgefuse.pipeline import load_backend, run_live
+
+    backend = load_backend(args.model, args.backend, threads=args.threads)
+    return run_live(
+        args.kit, backend, args.out, calib_path=args.calib, duration_s=args.duration,
+        config=_pipeline_config(args), udp=args.udp, console=args.console,
+        status=None if getattr(args, "json", False) else sys.stderr,
+    )  # fmt: skip
+
+
+def _human_pipeline(r: dict) -> None:
+    from edgefuse.profiling import format_report
+
+    print(format_report(r))
+    print(f"  outputs: {', '.join(str(v) for v in r.get('outputs', {}).values())}")
+
+
+def cmd_profile(args) -> dict:
+    from edgefuse.pipeline import profile_model
+
+    def split(text, conv=str):
+        return [conv(x.strip()) for x in text.split(",") if x.strip()]
+
+    return profile_model(
+        args.model, args.out, backends=split(args.backend) if args.backend else [None],
+        precisions=split(args.precision), threads=split(args.threads, int), frames=args.frames,
+        log_path=args.log, progress=not getattr(args, "json", False),
+    )  # fmt: skip
+
+
+def _human_profile(r: dict) -> None:
+    from edgefuse.pipeline import format_profile
+
+    print(format_profile(r))
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -257,7 +362,7 @@ def _add_json(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgefuse", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="edgefuse", description="camera + LiDAR + radar fusion on the edge: sensors, logs, sync, calibration, model, deployment, pipeline")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -327,14 +432,94 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="mAP / per-class AP / mAVE / latency of a model on simulator logs")
     p.add_argument("logs", nargs="+", metavar="LOG", help="held-out simulator logs")
-    p.add_argument("--model", default=None, help=".pt or .onnx (default: the bundled model)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None, help="default: from the file")
+    p.add_argument("--model", default=None, help=".pt, .onnx or .engine (default: the bundled model)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
+                   help="default: from the file")
     p.add_argument("--modalities", default="camera,lidar,radar", help="sensors left on (others zeroed)")
     p.add_argument("--out", default=None, metavar="DIR", help="PNGs (default LOG.eval/)")
     p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default next to the log)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N")
     _add_json(p)
     p.set_defaults(func=cmd_eval, human=_human_eval)
+
+    p = sub.add_parser("export", help="a .pt model → ONNX (decode included, fixed shapes, manifest embedded)")
+    p.add_argument("--model", default=None, help=".pt model (default: the bundled model)")
+    p.add_argument("--out", required=True, metavar="MODEL.onnx")
+    p.add_argument("--plugins", action="store_true", help="emit the TensorRT plugin nodes (TensorRT only)")
+    _add_json(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("quantize", help="INT8 QDQ ONNX calibrated on frames from logs")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--calib", nargs="+", required=True, metavar="LOG", help="calibration logs")
+    p.add_argument("--out", required=True, metavar="MODEL.int8.onnx")
+    p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax")
+    p.add_argument("--frames", type=int, default=64, help="calibration frames (default 64)")
+    p.add_argument("--sweep", type=int, default=0, metavar="N", help="keep N most sensitive convs float")
+    p.add_argument("--keep-float", default=None, metavar="NODE,…", help="node names to keep in float")
+    p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default next to the first log)")
+    _add_json(p)
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("build-engine", help="TensorRT engine from ONNX for a deployment profile")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None, help="default: the profile's")
+    p.add_argument("--profile", default="x86-gpu", help="deploy/profiles/NAME.yaml or a path")
+    p.add_argument("--out", required=True, metavar="X.engine")
+    p.add_argument("--plugins", default=None, metavar="LIB", help="TensorRT plugin library")
+    _add_json(p)
+    p.set_defaults(func=cmd_build_engine)
+
+    p = sub.add_parser("compare", help="per-frame detection agreement and mAP of several models on a log")
+    p.add_argument("log", metavar="LOG")
+    p.add_argument("--models", required=True, metavar="A,B,…", help="model files; the first is the reference")
+    p.add_argument("--score-threshold", type=float, default=0.3)
+    p.add_argument("--match-m", type=float, default=0.5, help="match distance between models (m)")
+    p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default next to the log)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N")
+    _add_json(p)
+    p.set_defaults(func=cmd_compare, human=_human_compare)
+
+    def pipeline_common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", default=None, help=".pt/.onnx/.engine (default: the bundled model)")
+        p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
+                       help="default: from the model file")  # fmt: skip
+        p.add_argument("--threads", type=int, default=2, help="backend threads (default 2)")
+        p.add_argument("--calib", default=None, help="calibration YAML (default: the kit's / the log's)")
+        p.add_argument("--deadline-ms", type=float, default=100.0, help="per-frame deadline (default 100)")
+        p.add_argument("--queue", type=int, default=2, help="frames queued for inference (default 2)")
+        p.add_argument("--score-threshold", type=float, default=0.1, help="detection score cut (default 0.1)")
+        p.add_argument("--udp", default=None, metavar="HOST:PORT", help="send detections as JSON datagrams")
+        p.add_argument("--console", action="store_true", help="print one line per frame")
+        _add_json(p)
+
+    p = sub.add_parser("replay", help="a log through the real-time pipeline: detections, latency report")
+    p.add_argument("log", help="an MCAP log (e.g. edgefuse sim record)")
+    p.add_argument("--rate", default="1.0", help="replay rate × real time, or max (default 1.0)")
+    p.add_argument("--deterministic", action="store_true", help="every frame in stamp order, one thread")
+    p.add_argument("--kit", default=None, help="sensor-kit YAML (default: the simulator's)")
+    p.add_argument("--out", default=None, metavar="DIR", help="outputs (default LOG.replay/)")
+    p.add_argument("--log-inputs", action="store_true", help="also write the inputs to the output log")
+    pipeline_common(p)
+    p.set_defaults(func=cmd_replay, human=_human_pipeline)
+
+    p = sub.add_parser("run", help="the real-time pipeline on a live sensor kit (Ctrl-C stops)")
+    p.add_argument("--kit", required=True, help="sensor-kit YAML, e.g. sensors/sim-default.yaml")
+    p.add_argument("--out", default="run-output", metavar="DIR", help="log + report (default run-output/)")
+    p.add_argument("--duration", type=float, default=None, metavar="SEC", help="stop after SEC seconds")
+    pipeline_common(p)
+    p.set_defaults(func=cmd_run, human=_human_pipeline)
+
+    p = sub.add_parser("profile", help="per-stage latency of backends × precisions × threads, same frames")
+    p.add_argument("--model", required=True, help=".pt/.onnx/.engine model")
+    p.add_argument("--backend", default=None, help="comma-separated: torch,onnxruntime (default: the file's)")
+    p.add_argument("--precision", default="fp32", help="comma-separated fp32,int8 (int8 quantizes the .onnx)")
+    p.add_argument("--threads", default="2", help="comma-separated thread counts (default 2)")
+    p.add_argument("--frames", type=int, default=30, help="frames per combination (default 30)")
+    p.add_argument("--log", default=None, help="MCAP log (default: a short simulator log recorded in --out)")
+    p.add_argument("--out", default="profile-output", metavar="DIR", help="outputs (default profile-output/)")
+    _add_json(p)
+    p.set_defaults(func=cmd_profile, human=_human_profile)
 
     p_sim = sub.add_parser("sim", help="the built-in simulated rig: record logs, preview, serve live packets")
     sim_sub = p_sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)

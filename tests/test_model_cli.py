@@ -101,7 +101,7 @@ def test_eval_torch_and_onnxruntime_agree(trained, log, tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert 0.0 <= r["mAP"] <= 1.0 and r["frames"] >= 12 and r["latency_ms"]["p50"] > 0
     assert (tmp_path / "ev" / "pr_curve.png").is_file() and (tmp_path / "ev" / "worst_0.png").is_file()
-    from edgefuse.model.export import export_onnx
+    from edgefuse.engine.export import export_onnx
 
     onnx_path = export_onnx(out / "model.pt", tmp_path / "m.onnx")
     r2 = evaluate(onnx_path, [log], out_dir=tmp_path / "ev2", cache_root=tmp_path / "c", progress=False)

@@ -1,9 +1,10 @@
 """Evaluation: run a model over simulator logs and score it (nuScenes-style mAP, per-class AP, mAVE,
 latency), with a PR-curve PNG and BEV PNGs of the worst frames.
 
-Backends: ``torch`` (``.pt``) and ``onnxruntime`` (``.onnx``, the manifest from the ONNX metadata);
-both run batch 1 on the cached fixed-shape inputs, so ``latency_ms`` is the model alone (decode and
-top-K included, preprocessing not). ``modalities`` switches sensors off at run time (their inputs and
+Backends (:mod:`edgefuse.engine.backends`): ``torch`` (``.pt``), ``onnxruntime`` (``.onnx``, the
+manifest from the ONNX metadata) and ``tensorrt`` (``.engine`` + sidecar); all run batch 1 on the cached
+fixed-shape inputs, so ``latency_ms`` is the model alone (decode and top-K included, preprocessing not).
+``modalities`` switches sensors off at run time (their inputs and
 validity flags zeroed: the sensor-failure case). Ground truth is scored inside the model's BEV grid
 (centres within the tensor spec's x/y ranges): what lies outside is out of the model's reach.
 """
@@ -19,7 +20,7 @@ import numpy as np
 from edgefuse.errors import InputError
 from edgefuse.model.config import MODALITIES
 from edgefuse.model.decode import to_detections
-from edgefuse.model.io import INPUT_NAMES, apply_modalities
+from edgefuse.model.io import apply_modalities
 from edgefuse.model.manifest import Manifest
 from edgefuse.model.metrics import TP_THRESHOLD_M, evaluate_detections, match_class, pr_curve
 from edgefuse.types import Detections
@@ -28,44 +29,18 @@ Infer = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def load_predictor(model: str | Path, backend: str | None = None) -> tuple[Infer, Manifest, str]:
-    """(infer, manifest, backend) for a ``.pt`` or ``.onnx`` model; ``backend`` follows the file unless
-    given. ``infer`` takes a batch-1 feed and returns (boxes, scores, labels) with the batch axis."""
-    path = Path(model)
-    if backend is None:
-        backend = "onnxruntime" if path.suffix == ".onnx" else "torch"
-    if backend == "torch":
-        if path.suffix != ".pt":
-            raise InputError(f"{path}: --backend torch expects a .pt model")
-        import torch
+    """(infer, manifest, backend name) for a model file through :func:`edgefuse.engine.backends.open_backend`
+    (the backend follows the file unless given). ``infer`` takes a batch-1 feed and returns (boxes,
+    scores, labels) with the batch axis."""
+    from edgefuse.engine.backends import open_backend
 
-        from edgefuse.model.checkpoint import load_model
+    b = open_backend(model, backend)
 
-        net, manifest = load_model(path)
-        torch.set_num_threads(2)
+    def infer(feed):
+        out = b.infer(feed)
+        return out["boxes"], out["scores"], out["labels"]
 
-        def infer(feed):
-            with torch.no_grad():
-                out = net.forward_decoded(*[torch.from_numpy(feed[k]) for k in INPUT_NAMES])
-            return tuple(o.numpy() for o in out)
-
-        return infer, manifest, backend
-    if backend == "onnxruntime":
-        if path.suffix != ".onnx":
-            raise InputError(f"{path}: --backend onnxruntime expects an .onnx model")
-        import onnxruntime as ort
-
-        from edgefuse.model.export import read_onnx_manifest
-
-        manifest = read_onnx_manifest(path)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = 2, 1
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-        def infer(feed):
-            return tuple(sess.run(None, {k: feed[k] for k in INPUT_NAMES}))
-
-        return infer, manifest, backend
-    raise InputError(f"--backend: expected torch or onnxruntime, got {backend!r}")
+    return infer, b.manifest, b.name
 
 
 def in_grid(dets: Detections, spec) -> Detections:

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install edgefuse on a Jetson with JetPack 6 (L4T r36.x), using the system TensorRT, CUDA, pycuda and
+# GStreamer-enabled OpenCV. Run from the repository root:  sudo deploy/jetson/install.sh [--venv DIR]
+set -euo pipefail
+VENV=/opt/edgefuse/venv
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --venv) VENV="$2"; shift 2 ;;
+    *) echo "usage: $0 [--venv DIR]" >&2; exit 2 ;;
+  esac
+done
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+
+if ! grep -q "R36" /etc/nv_tegra_release 2>/dev/null; then
+  echo "warning: /etc/nv_tegra_release does not say L4T R36 (JetPack 6); continuing" >&2
+fi
+# JetPack's Python packages: TensorRT bindings, pycuda, OpenCV with GStreamer, GStreamer itself.
+apt-get update
+apt-get install -y --no-install-recommends \
+  python3-venv python3-pip python3-libnvinfer python3-pycuda python3-opencv \
+  gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad cmake
+
+# A venv that sees the system site-packages (tensorrt, pycuda, cv2) but installs the rest itself.
+python3 -m venv --system-site-packages "$VENV"
+"$VENV/bin/pip" install --upgrade pip
+"$VENV/bin/pip" install -c "$HERE/constraints-jetson.txt" -r "$HERE/requirements-jetson.txt"
+"$VENV/bin/pip" install --no-deps "$ROOT"
+
+# The CUDA kernels and TensorRT plugins for sm_87.
+cmake -S "$ROOT/deploy/plugins" -B "$ROOT/deploy/plugins/build" -DEF_CUDA_ARCHITECTURES=87
+cmake --build "$ROOT/deploy/plugins/build" -j"$(nproc)"
+
+# Check: the system OpenCV (with GStreamer) and TensorRT are the ones imported.
+"$VENV/bin/python" - <<'PY'
+import cv2, tensorrt
+info = cv2.getBuildInformation()
+gst = [l for l in info.splitlines() if "GStreamer" in l]
+print("cv2", cv2.__version__, cv2.__file__, gst[0].strip() if gst else "GStreamer: ?")
+assert "/dist-packages/" in cv2.__file__, "a pip OpenCV shadows the system one"
+print("tensorrt", tensorrt.__version__)
+PY
+echo "installed edgefuse into $VENV"
