@@ -5,6 +5,8 @@ simulator writes into its logs) and from hand-made streams whose answer follows 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -275,3 +277,27 @@ def test_every_message_is_used_once_or_counted_once(policy):
         sync.counters.messages_unmatched.get(s, {}).get("not_in_spec", 0) for s in ("odom", "imu")
     )
     assert not_in_spec == 0  # the replay feeds only spec sensors
+
+
+def test_shipped_sim_kit_and_calibration_map_stamps_onto_the_capture_time():
+    """The simulated kit's nominal latencies and the simulated calibration's time offsets are what a real kit
+    would declare (DESIGN §3): mapped = map(raw) − nominal latency + time offset lands on the true capture
+    time, within 1 ms (p99) after a 5 s warm-up, for every sensor — no per-sensor constant left to remove."""
+    from edgefuse.rig import load_calibration, load_kit
+    from edgefuse.sim.run import Simulator
+
+    root = Path(__file__).resolve().parents[1]
+    kit = load_kit(root / "sensors" / "sim-default.yaml")
+    mapper = StampMapper(kit, load_calibration(kit.calibration))
+    sim = Simulator("default", 5)
+    errors: dict[str, list[float]] = {}
+    for t, sid, k in sim.schedule(12 * 1_000_000_000):
+        rng = sim._rng(sid, k)
+        clock = sim.clocks[sid]
+        raw, recv = clock.raw_stamp(t, rng), clock.recv_time(t, rng)  # the draws capture() makes first
+        mapped = mapper.map(Message(sid, 0, _ODO, raw_stamp_ns=raw, recv_ns=recv))
+        if t > 5_000_000_000:
+            errors.setdefault(sid, []).append((mapped.stamp_ns - t) / 1e6)
+    assert set(errors) == {s.id for s in kit.sensors}
+    for sid, e in errors.items():
+        assert np.percentile(np.abs(e), 99) < 1.0, (sid, np.percentile(e, [1, 50, 99]))

@@ -21,17 +21,17 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edgefuse.sim.rig import SENSORS, STAMP_DELAY_NS
+from edgefuse.sim.rig import LATENCY_JITTER_NS, SENSORS, STAMP_DELAY_NS
 
 _NS = 1_000_000_000
 _RNG_CLOCKS = 2000
-# per kind: stamp jitter std (ns), latency jitter std (ns)
-_JITTER = {
-    "camera": (400_000, 3_000_000),
-    "lidar": (2_000, 200_000),
-    "radar": (300_000, 1_500_000),
-    "odometry": (200_000, 500_000),
-    "imu": (50_000, 200_000),
+# per kind: stamp jitter std (ns); the latency jitter is the rig's (it also sets the kit's nominal latency)
+_STAMP_JITTER_NS = {
+    "camera": 400_000,
+    "lidar": 2_000,
+    "radar": 300_000,
+    "odometry": 200_000,
+    "imu": 50_000,
 }
 
 
@@ -87,7 +87,7 @@ def sim_clocks(seed: int) -> dict[str, SensorClock]:
     out = {}
     for stream, (sid, kind, rate, _frame, latency_ms) in enumerate(SENSORS):
         period = int(round(_NS / rate))
-        jitter, lat_jitter = _JITTER[kind]
+        jitter, lat_jitter = _STAMP_JITTER_NS[kind], LATENCY_JITTER_NS[kind]
         out[sid] = SensorClock(
             sensor_id=sid,
             period_ns=period,

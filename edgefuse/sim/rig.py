@@ -24,7 +24,7 @@ from edgefuse.rig import Calibration, SensorKit, SensorSpec, calibration_to_dict
 from edgefuse.sim.scene import Board
 
 KIT_NAME = "sim-default"
-#: (id, kind, rate Hz, frame, nominal transport latency ms) of the simulated sensors.
+#: (id, kind, rate Hz, frame, mean transport latency ms) of the simulated sensors.
 SENSORS: tuple[tuple[str, str, float, str, float], ...] = (
     ("cam_front", "camera", 30.0, "cam_front_optical", 25.0),
     ("lidar_top", "lidar", 10.0, "lidar_top", 1.0),
@@ -32,6 +32,20 @@ SENSORS: tuple[tuple[str, str, float, str, float], ...] = (
     ("odom", "odometry", 50.0, "base_link", 2.0),
     ("imu", "imu", 200.0, "imu", 1.0),
 )
+#: Std of each kind's transport-latency jitter (ns). A message arrives after
+#: ``latency + Gamma(4, jitter/2) − 2·jitter`` (edgefuse.sim.clocks), so the fastest possible delivery — what
+#: the min-delay clock mapping locks onto — is ``latency − 2·jitter`` after the capture. The sensor stamps
+#: ``STAMP_DELAY_NS`` after the capture, so the kit's nominal latency (stamp → host, DESIGN §3) is
+#: ``latency − 2·jitter − stamp delay``, and the calibration's time offset (−stamp delay) takes the mapped
+#: stamp back to the capture.
+LATENCY_JITTER_NS: dict[str, int] = {
+    "camera": 3_000_000,
+    "lidar": 200_000,
+    "radar": 1_500_000,
+    "odometry": 500_000,
+    "imu": 200_000,
+}
+
 #: Sensor stamps that refer to a moment after the true capture (camera: end of readout instead of
 #: mid-exposure; radar: end of the frame); the calibration's time offset is its negative (DESIGN §3:
 #: added to the mapped stamp).
@@ -96,7 +110,8 @@ def sim_kit(scenario: str = "default", seed: int = 0) -> SensorKit:
                 f"sim://{scenario}?seed={seed}&sensor={sid}",
                 rate,
                 frame,
-                int(round(lat * 1e6)),
+                # transport latency counted from the stamp's moment, at its fastest (see LATENCY_JITTER_NS)
+                max(0, int(round(lat * 1e6)) - 2 * LATENCY_JITTER_NS[kind] - STAMP_DELAY_NS[sid]),
                 "sensor",
             )
             for sid, kind, rate, frame, lat in SENSORS
