@@ -19,7 +19,6 @@ from typing import Any
 import edgefuse
 from edgefuse.errors import InputError
 
-
 # ---------------------------------------------------------------- output helpers
 
 
@@ -76,28 +75,46 @@ def _sim_params(pairs: list[str] | None) -> dict[str, str]:
 def cmd_sim_record(args) -> dict:
     from edgefuse.sim.run import record
 
-    return record(args.out, args.scenario, args.seed, args.duration, lossless=args.lossless,
-                  camera_model=args.camera_model, progress=not getattr(args, "json", False),
-                  **_sim_params(args.param))
+    return record(
+        args.out,
+        args.scenario,
+        args.seed,
+        args.duration,
+        lossless=args.lossless,
+        camera_model=args.camera_model,
+        progress=not getattr(args, "json", False),
+        **_sim_params(args.param),
+    )
 
 
 def cmd_sim_preview(args) -> dict:
     from edgefuse.sim.run import write_preview
 
-    return write_preview(args.out, args.scenario, args.seed, args.t, camera_model=args.camera_model,
-                         **_sim_params(args.param))
+    return write_preview(
+        args.out, args.scenario, args.seed, args.t, camera_model=args.camera_model, **_sim_params(args.param)
+    )
 
 
 def cmd_sim_serve(args) -> dict:
     from edgefuse.sim.run import serve
 
     def ready(info: dict) -> None:
-        print(f"sim serve: LiDAR (VLP-32C UDP) → {info['lidar']}; radar (TI mmWave UART) on pty "
-              f"{info['radar_pty']}", flush=True)
+        print(
+            f"sim serve: LiDAR (VLP-32C UDP) → {info['lidar']}; radar (TI mmWave UART) on pty "
+            f"{info['radar_pty']}",
+            flush=True,
+        )
 
     try:
-        return serve(args.scenario, args.seed, args.duration, lidar_port=args.lidar_port, radar=not args.no_radar,
-                     on_ready=ready, **_sim_params(args.param))
+        return serve(
+            args.scenario,
+            args.seed,
+            args.duration,
+            lidar_port=args.lidar_port,
+            radar=not args.no_radar,
+            on_ready=ready,
+            **_sim_params(args.param),
+        )
     except KeyboardInterrupt:
         return {"stopped": "interrupted"}
 
@@ -105,9 +122,17 @@ def cmd_sim_serve(args) -> dict:
 def cmd_calibrate_intrinsics(args) -> dict:
     from edgefuse.calib.commands import run_intrinsics
 
-    return run_intrinsics(board=args.board, out=args.out, images=args.images, log=args.log, camera=args.camera,
-                          every=args.every, model=args.model, calib_path=args.calib,
-                          progress=not getattr(args, "json", False))
+    return run_intrinsics(
+        board=args.board,
+        out=args.out,
+        images=args.images,
+        log=args.log,
+        camera=args.camera,
+        every=args.every,
+        model=args.model,
+        calib_path=args.calib,
+        progress=not getattr(args, "json", False),
+    )
 
 
 def _human_calibrate_intrinsics(r: dict) -> None:
@@ -125,15 +150,23 @@ def _human_calibrate_intrinsics(r: dict) -> None:
 def cmd_calibrate_lidar_camera(args) -> dict:
     from edgefuse.calib.commands import run_lidar_camera
 
-    return run_lidar_camera(args.log, camera=args.camera, lidar=args.lidar, board=args.board, calib_path=args.calib,
-                            edges=args.edges, progress=not getattr(args, "json", False))
+    return run_lidar_camera(
+        args.log,
+        camera=args.camera,
+        lidar=args.lidar,
+        board=args.board,
+        calib_path=args.calib,
+        edges=args.edges,
+        progress=not getattr(args, "json", False),
+    )
 
 
 def cmd_calibrate_radar_lidar(args) -> dict:
     from edgefuse.calib.commands import run_radar_lidar
 
-    return run_radar_lidar(args.log, radar=args.radar, lidar=args.lidar, calib_path=args.calib,
-                           six_dof=args.six_dof)
+    return run_radar_lidar(
+        args.log, radar=args.radar, lidar=args.lidar, calib_path=args.calib, six_dof=args.six_dof
+    )
 
 
 def cmd_calibrate_time(args) -> dict:
@@ -145,21 +178,32 @@ def cmd_calibrate_time(args) -> dict:
 def cmd_calibrate_check(args) -> dict:
     from edgefuse.calib.commands import run_check
 
-    return run_check(calib_path=args.calib, image=args.image, cloud=args.cloud, log=args.log, camera=args.camera,
-                     lidar=args.lidar, every=args.every, out=args.out)
+    return run_check(
+        calib_path=args.calib,
+        image=args.image,
+        cloud=args.cloud,
+        log=args.log,
+        camera=args.camera,
+        lidar=args.lidar,
+        every=args.every,
+        out=args.out,
+    )
 
 
 def cmd_calibrate_import(args) -> dict:
     from edgefuse.calib.commands import run_import
 
-    return run_import(args.file, source=args.source, out=args.out, camera=args.camera, width=args.width,
-                      height=args.height)
+    return run_import(
+        args.file, source=args.source, out=args.out, camera=args.camera, width=args.width, height=args.height
+    )
 
 
 def cmd_demo(args) -> dict:
     from edgefuse.demo import run_demo
 
-    return run_demo(args.out, args.scenario, args.seed, args.duration, progress=not getattr(args, "json", False))
+    return run_demo(
+        args.out, args.scenario, args.seed, args.duration, progress=not getattr(args, "json", False)
+    )
 
 
 def _human_demo(r: dict) -> None:
@@ -265,8 +309,9 @@ def cmd_quantize(args) -> dict:
 
     manifest = read_onnx_manifest(args.model)
     cache = args.cache or Path(args.calib[0]).parent / ".edgefuse-cache"
-    feeds = calibration_feeds(args.calib, manifest, cache, max_frames=args.frames,
-                              progress=not getattr(args, "json", False))
+    feeds = calibration_feeds(
+        args.calib, manifest, cache, max_frames=args.frames, progress=not getattr(args, "json", False)
+    )
     keep = [n for n in (args.keep_float or "").split(",") if n]
     return quantize_int8(args.model, args.out, feeds, method=args.method, keep_float=keep, sweep=args.sweep)
 
@@ -274,17 +319,24 @@ def cmd_quantize(args) -> dict:
 def cmd_build_engine(args) -> dict:
     from edgefuse.engine.tensorrt import build_engine
 
-    return build_engine(args.model, args.out, precision=args.precision, profile=args.profile,
-                        plugins=args.plugins)
+    return build_engine(
+        args.model, args.out, precision=args.precision, profile=args.profile, plugins=args.plugins
+    )
 
 
 def cmd_compare(args) -> dict:
     from edgefuse.engine.compare import compare
 
     models = [m for m in args.models.split(",") if m]
-    return compare(args.log, models, cache_root=args.cache, score_threshold=args.score_threshold,
-                   match_m=args.match_m, max_frames=args.max_frames,
-                   progress=not getattr(args, "json", False))
+    return compare(
+        args.log,
+        models,
+        cache_root=args.cache,
+        score_threshold=args.score_threshold,
+        match_m=args.match_m,
+        max_frames=args.max_frames,
+        progress=not getattr(args, "json", False),
+    )
 
 
 def _human_compare(r: dict) -> None:
@@ -362,7 +414,11 @@ def _add_json(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgefuse", description="camera + LiDAR + radar fusion on the edge: sensors, logs, sync, calibration, model, deployment, pipeline")
+    parser = argparse.ArgumentParser(
+        prog="edgefuse",
+        description="camera + LiDAR + radar fusion on the edge: "
+        "sensors, logs, sync, calibration, model, deployment, pipeline",
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -383,7 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_log_info, human=_human_log_info)
 
     p = sub.add_parser("inspect", help="kind, count, rate, fields, points, stamps, decode errors of a source")
-    p.add_argument("uri", help="a source URI, e.g. pcap://x.pcap?model=VLP32C, mcap://log.mcap, sim://default")
+    p.add_argument(
+        "uri", help="a source URI, e.g. pcap://x.pcap?model=VLP32C, mcap://log.mcap, sim://default"
+    )
     p.add_argument("--max-messages", type=int, default=None, metavar="N", help="stop after N messages")
     p.add_argument("--duration", type=float, default=None, metavar="SEC", help="stop after SEC seconds")
     _add_json(p)
@@ -433,8 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="mAP / per-class AP / mAVE / latency of a model on simulator logs")
     p.add_argument("logs", nargs="+", metavar="LOG", help="held-out simulator logs")
     p.add_argument("--model", default=None, help=".pt, .onnx or .engine (default: the bundled model)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
-                   help="default: from the file")
+    p.add_argument(
+        "--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None, help="default: from the file"
+    )
     p.add_argument("--modalities", default="camera,lidar,radar", help="sensors left on (others zeroed)")
     p.add_argument("--out", default=None, metavar="DIR", help="PNGs (default LOG.eval/)")
     p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default next to the log)")
@@ -463,7 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build-engine", help="TensorRT engine from ONNX for a deployment profile")
     p.add_argument("model", metavar="MODEL.onnx")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None, help="default: the profile's")
+    p.add_argument(
+        "--precision", choices=("fp32", "fp16", "int8"), default=None, help="default: the profile's"
+    )
     p.add_argument("--profile", default="x86-gpu", help="deploy/profiles/NAME.yaml or a path")
     p.add_argument("--out", required=True, metavar="X.engine")
     p.add_argument("--plugins", default=None, metavar="LIB", help="TensorRT plugin library")
@@ -525,15 +586,25 @@ def build_parser() -> argparse.ArgumentParser:
     sim_sub = p_sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)
 
     def sim_common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--scenario", default="default", help="scenario name (default: default; an unknown name lists them)")
+        p.add_argument(
+            "--scenario",
+            default="default",
+            help="scenario name (default: default; an unknown name lists them)",
+        )
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same bytes")
-        p.add_argument("--param", action="append", metavar="NAME=VALUE",
-                       help="world parameter, e.g. visibility=30 or rain=0.5 (repeatable)")
+        p.add_argument(
+            "--param",
+            action="append",
+            metavar="NAME=VALUE",
+            help="world parameter, e.g. visibility=30 or rain=0.5 (repeatable)",
+        )
         _add_json(p)
 
     p = sim_sub.add_parser("record", help="record a simulated MCAP log (streamed to disk)")
     sim_common(p)
-    p.add_argument("--duration", type=float, default=None, help="seconds of simulated time (default: scenario's)")
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds of simulated time (default: scenario's)"
+    )
     p.add_argument("--out", required=True, help="output .mcap path")
     p.add_argument("--lossless", action="store_true", help="camera frames as rgb8 instead of JPEG")
     p.add_argument("--camera-model", default="pinhole", choices=("pinhole", "fisheye"))
@@ -546,7 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-model", default="pinhole", choices=("pinhole", "fisheye"))
     p.set_defaults(func=cmd_sim_preview)
 
-    p = sim_sub.add_parser("serve", help="emit VLP-32C UDP packets to 127.0.0.1 and TI mmWave frames on a pty")
+    p = sim_sub.add_parser(
+        "serve", help="emit VLP-32C UDP packets to 127.0.0.1 and TI mmWave frames on a pty"
+    )
     sim_common(p)
     p.add_argument("--lidar-port", type=int, default=2368, help="UDP port on 127.0.0.1 (default 2368)")
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until interrupted)")

@@ -205,7 +205,9 @@ class CameraModel:
         d = np.asarray(self.distortion, dtype=np.float64).reshape(-1)
         n = 5 if self.model == "pinhole" else 4
         if d.shape != (n,):
-            raise ValueError(f"CameraModel.distortion: expected {n} values for {self.model}, got {d.shape[0]}")
+            raise ValueError(
+                f"CameraModel.distortion: expected {n} values for {self.model}, got {d.shape[0]}"
+            )
         if int(self.width) <= 0 or int(self.height) <= 0:
             raise ValueError(f"CameraModel: expected positive width/height, got {self.width}x{self.height}")
         object.__setattr__(self, "K", K)

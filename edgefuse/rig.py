@@ -69,7 +69,9 @@ class SensorKit:
         for s in self.sensors:
             if s.id == sensor_id:
                 return s
-        raise KeyError(f"kit {self.name!r} has no sensor {sensor_id!r}; sensors: {[s.id for s in self.sensors]}")
+        raise KeyError(
+            f"kit {self.name!r} has no sensor {sensor_id!r}; sensors: {[s.id for s in self.sensors]}"
+        )
 
     def by_kind(self, kind: str) -> tuple[SensorSpec, ...]:
         return tuple(s for s in self.sensors if s.kind == kind)
@@ -98,7 +100,9 @@ class Calibration:
         try:
             return self.cameras[sensor_id]
         except KeyError:
-            raise KeyError(f"calibration has no intrinsics for {sensor_id!r}; it has {sorted(self.cameras)}") from None
+            raise KeyError(
+                f"calibration has no intrinsics for {sensor_id!r}; it has {sorted(self.cameras)}"
+            ) from None
 
 
 # ---------------------------------------------------------------- validation helpers
@@ -150,11 +154,20 @@ class _Ctx:
         extra = sorted(set(node) - set(allowed))
         if extra:
             where = key or "top level"
-            self.fail(f"{key}.{extra[0]}" if key else extra[0], f"unknown key at {where}; allowed: {list(allowed)}")
+            self.fail(
+                f"{key}.{extra[0]}" if key else extra[0], f"unknown key at {where}; allowed: {list(allowed)}"
+            )
 
 
 def _kind_name(kinds: tuple) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a mapping", bool: "a boolean"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a mapping",
+        bool: "a boolean",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -175,9 +188,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -233,7 +244,9 @@ def load_kit(path: str | os.PathLike) -> SensorKit:
             ctx.fail(f"{key}.kind", f"expected one of {list(SENSOR_KINDS)}, got {kind!r}")
         source = ctx.get(node, key, "source", str)
         if "://" not in source:
-            ctx.fail(f"{key}.source", f"expected a source URI such as 'velodyne://0.0.0.0:2368', got {source!r}")
+            ctx.fail(
+                f"{key}.source", f"expected a source URI such as 'velodyne://0.0.0.0:2368', got {source!r}"
+            )
         rate = ctx.get(node, key, "rate_hz", float)
         if rate <= 0:
             ctx.fail(f"{key}.rate_hz", f"expected a positive rate in Hz, got {rate}")
@@ -259,7 +272,9 @@ def load_kit(path: str | os.PathLike) -> SensorKit:
         lidars = [s.id for s in sensors if s.kind == "lidar"]
         reference = lidars[0] if lidars else sensors[0].id
     elif reference not in [s.id for s in sensors]:
-        ctx.fail("reference", f"expected one of the kit's sensor ids {[s.id for s in sensors]}, got {reference!r}")
+        ctx.fail(
+            "reference", f"expected one of the kit's sensor ids {[s.id for s in sensors]}, got {reference!r}"
+        )
     calib = ctx.get(doc, "", "calibration", str, "")
     calib_path = (Path(path).parent / calib).resolve() if calib else None
     return SensorKit(name, tuple(sensors), reference, calib_path, Path(path))
@@ -273,8 +288,16 @@ def _load_camera(ctx: _Ctx, node: Any, key: str) -> CameraModel:
     ctx.no_unknown(
         node,
         key,
-        ("image_width", "image_height", "distortion_model", "camera_matrix", "distortion_coefficients",
-         "camera_name", "rectification_matrix", "projection_matrix"),
+        (
+            "image_width",
+            "image_height",
+            "distortion_model",
+            "camera_matrix",
+            "distortion_coefficients",
+            "camera_name",
+            "rectification_matrix",
+            "projection_matrix",
+        ),
     )
     width = ctx.get(node, key, "image_width", int)
     height = ctx.get(node, key, "image_height", int)
@@ -287,7 +310,9 @@ def _load_camera(ctx: _Ctx, node: Any, key: str) -> CameraModel:
     cm = ctx.mapping(ctx.get(node, key, "camera_matrix", dict), f"{key}.camera_matrix")
     K = ctx.numbers(cm, f"{key}.camera_matrix", "data", 9).reshape(3, 3)
     if K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] != 1.0:
-        ctx.fail(f"{key}.camera_matrix.data", f"expected fx > 0, fy > 0 and K[2][2] = 1, got {K.ravel().tolist()}")
+        ctx.fail(
+            f"{key}.camera_matrix.data", f"expected fx > 0, fy > 0 and K[2][2] = 1, got {K.ravel().tolist()}"
+        )
     n = 5 if model == "pinhole" else 4
     dc = ctx.mapping(ctx.get(node, key, "distortion_coefficients", dict), f"{key}.distortion_coefficients")
     dist = ctx.numbers(dc, f"{key}.distortion_coefficients", "data", n)
@@ -314,7 +339,9 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
     """Load and validate a calibration YAML (format: docs/rig-files.md)."""
     doc = _read_yaml(path)
     ctx = _Ctx(path)
-    ctx.no_unknown(doc, "", ("version", "base_frame", "cameras", "extrinsics", "time_offsets_ns", "provenance"))
+    ctx.no_unknown(
+        doc, "", ("version", "base_frame", "cameras", "extrinsics", "time_offsets_ns", "provenance")
+    )
     calib = Calibration(base_frame=ctx.get(doc, "", "base_frame", str, "base_link"))
     for cam_id, node in ctx.mapping(ctx.get(doc, "", "cameras", dict, {}), "cameras").items():
         calib.cameras[str(cam_id)] = _load_camera(ctx, node, f"cameras.{cam_id}")
@@ -339,7 +366,11 @@ def camera_to_ros(cam: CameraModel, name: str = "") -> dict:
         "image_height": cam.height,
         "distortion_model": "plumb_bob" if cam.model == "pinhole" else "equidistant",
         "camera_matrix": {"rows": 3, "cols": 3, "data": [float(v) for v in cam.K.ravel()]},
-        "distortion_coefficients": {"rows": 1, "cols": len(cam.distortion), "data": [float(v) for v in cam.distortion]},
+        "distortion_coefficients": {
+            "rows": 1,
+            "cols": len(cam.distortion),
+            "data": [float(v) for v in cam.distortion],
+        },
         "rectification_matrix": {"rows": 3, "cols": 3, "data": [float(v) for v in np.eye(3).ravel()]},
         "projection_matrix": {"rows": 3, "cols": 4, "data": [float(v) for v in P.ravel()]},
     }

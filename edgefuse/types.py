@@ -16,7 +16,6 @@ Conventions (see docs/conventions.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
@@ -242,7 +241,7 @@ class Detections:
     frame: str = "base_link"
 
 
-Payload = Union[Image, CompressedImage, PointCloud, RadarScan, Odometry, Imu, Detections]
+Payload = Image | CompressedImage | PointCloud | RadarScan | Odometry | Imu | Detections
 
 
 @dataclass(frozen=True)

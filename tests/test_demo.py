@@ -17,7 +17,9 @@ def test_demo_writes_log_summary_and_pictures(tmp_path, capsys):
     counts = {name: info.count for name, info in reader.topics().items()}
     assert {k: v["count"] for k, v in summary["topics"].items()} == counts
     assert counts["/lidar_top/points"] == 10 and counts["/radar_front/points"] == 20
-    assert summary["messages"] == sum(c for t, c in counts.items() if t not in ("/tf_static", "/cam_front/camera_info"))
+    assert summary["messages"] == sum(
+        c for t, c in counts.items() if t not in ("/tf_static", "/cam_front/camera_info")
+    )
     for key, shape in (("camera_png", (720, 1280, 3)), ("bev_png", None)):
         img = cv2.imread(summary[key])
         assert img is not None and img.std() > 10

@@ -58,9 +58,13 @@ def test_transform_compose_inverse_and_naming():
     T_lidar_cam = Transform.from_rpy([0.3, -0.1, -0.4], -np.pi / 2, 0.0, -np.pi / 2)
     T_base_cam = T_base_lidar @ T_lidar_cam
     p_cam = np.array([[1.0, 2.0, 10.0], [-3.0, 0.5, 4.0]])
-    np.testing.assert_allclose(T_base_cam.apply(p_cam), T_base_lidar.apply(T_lidar_cam.apply(p_cam)), atol=1e-12)
+    np.testing.assert_allclose(
+        T_base_cam.apply(p_cam), T_base_lidar.apply(T_lidar_cam.apply(p_cam)), atol=1e-12
+    )
     np.testing.assert_allclose(T_base_cam.inverse().apply(T_base_cam.apply(p_cam)), p_cam, atol=1e-12)
-    np.testing.assert_allclose(T_base_cam.matrix() @ np.linalg.inv(T_base_cam.matrix()), np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(
+        T_base_cam.matrix() @ np.linalg.inv(T_base_cam.matrix()), np.eye(4), atol=1e-12
+    )
     assert T_base_cam.apply(p_cam.astype(np.float32)).dtype == np.float32
 
 
@@ -78,13 +82,18 @@ def test_transform_rejects_bad_inputs():
 def _random_points(rng, n=200, half_fov=0.6):
     """Points in front of the camera within ±half_fov (normalized x/z, y/z)."""
     z = rng.uniform(1.0, 30.0, n)
-    return np.stack([rng.uniform(-half_fov, half_fov, n) * z, rng.uniform(-half_fov, half_fov, n) * z, z], axis=1)
+    return np.stack(
+        [rng.uniform(-half_fov, half_fov, n) * z, rng.uniform(-half_fov, half_fov, n) * z, z], axis=1
+    )
 
 
 def test_pinhole_projection_matches_opencv():
     rng = np.random.default_rng(0)
     cam = CameraModel(
-        1280, 720, np.array([[900.0, 0, 641.5], [0, 905.0, 358.2], [0, 0, 1]]), [-0.28, 0.09, 1e-3, -5e-4, -0.01]
+        1280,
+        720,
+        np.array([[900.0, 0, 641.5], [0, 905.0, 358.2], [0, 0, 1]]),
+        [-0.28, 0.09, 1e-3, -5e-4, -0.01],
     )
     pts = _random_points(rng)
     uv, z = cam.project(pts)
@@ -95,8 +104,13 @@ def test_pinhole_projection_matches_opencv():
 
 def test_fisheye_projection_matches_opencv():
     rng = np.random.default_rng(1)
-    cam = CameraModel(1280, 720, np.array([[420.0, 0, 640], [0, 420.0, 360], [0, 0, 1]]), [0.05, -0.01, 0.002, -3e-4],
-                      model="fisheye")
+    cam = CameraModel(
+        1280,
+        720,
+        np.array([[420.0, 0, 640], [0, 420.0, 360], [0, 0, 1]]),
+        [0.05, -0.01, 0.002, -3e-4],
+        model="fisheye",
+    )
     pts = _random_points(rng)
     uv, _ = cam.project(pts)
     ref, _ = cv2.fisheye.projectPoints(pts.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), cam.K, cam.distortion)
@@ -115,10 +129,16 @@ def test_rays_invert_projection(model):
 
 
 def test_pinhole_undistort_matches_opencv():
-    cam = CameraModel(1280, 720, np.array([[900.0, 0, 640], [0, 900.0, 360], [0, 0, 1]]), [-0.25, 0.07, 0.001, 0.0, 0.0])
+    cam = CameraModel(
+        1280, 720, np.array([[900.0, 0, 640], [0, 900.0, 360], [0, 0, 1]]), [-0.25, 0.07, 0.001, 0.0, 0.0]
+    )
     uv = np.array([[100.0, 80.0], [640.0, 360.0], [1200.0, 700.0]])
-    ref = cv2.undistortPoints(uv.reshape(-1, 1, 2), cam.K, cam.distortion,
-                              criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12)).reshape(-1, 2)
+    ref = cv2.undistortPoints(
+        uv.reshape(-1, 1, 2),
+        cam.K,
+        cam.distortion,
+        criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12),
+    ).reshape(-1, 2)
     np.testing.assert_allclose(cam.undistort_normalized(uv, iterations=50), ref, atol=1e-6)
 
 

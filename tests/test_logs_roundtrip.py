@@ -501,7 +501,8 @@ def test_many_short_label_detections_round_trip():
     from edgefuse.logs import ros2
 
     objs = tuple(
-        Detection("car", 1.0, Box3D([float(k), 0.0, 0.8], [4.5, 1.9, 1.6], 0.1 * k), [1.0, -0.5], k) for k in range(60)
+        Detection("car", 1.0, Box3D([float(k), 0.0, 0.8], [4.5, 1.9, 1.6], 0.1 * k), [1.0, -0.5], k)
+        for k in range(60)
     )
     data = ros2.encode(Detections(10, objs), 10, "base_link")
     back, _, _ = ros2.decode(ros2.DETECTIONS, data)

@@ -45,7 +45,9 @@ def test_calibration_round_trip(tmp_path):
     out = tmp_path / "c.yaml"
     save_calibration(calib, out)
     back = load_calibration(out)
-    np.testing.assert_allclose(back.T_base("lidar_top").matrix(), calib.T_base("lidar_top").matrix(), atol=1e-12)
+    np.testing.assert_allclose(
+        back.T_base("lidar_top").matrix(), calib.T_base("lidar_top").matrix(), atol=1e-12
+    )
     np.testing.assert_array_equal(back.camera("cam_front").K, calib.camera("cam_front").K)
     np.testing.assert_array_equal(back.camera("cam_front").distortion, calib.camera("cam_front").distortion)
     assert back.time_offsets_ns == calib.time_offsets_ns
@@ -71,8 +73,12 @@ sensors:
         (GOOD_KIT.replace("rate_hz: 10}", "rate_hz: 10, port: 3}"), "sensors[0].port", "unknown key"),
         (GOOD_KIT + "reference: cam\n", "reference", "expected one of the kit's sensor ids"),
         (GOOD_KIT + "name: k2\n", "", "duplicate key 'name'"),
-        ("version: 1\nname: k\nsensors:\n  - {id: a, kind: lidar, source: x://y, rate_hz: 1}\n"
-         "  - {id: a, kind: radar, source: x://y, rate_hz: 1}\n", "sensors[1].id", "duplicate"),
+        (
+            "version: 1\nname: k\nsensors:\n  - {id: a, kind: lidar, source: x://y, rate_hz: 1}\n"
+            "  - {id: a, kind: radar, source: x://y, rate_hz: 1}\n",
+            "sensors[1].id",
+            "duplicate",
+        ),
         ("- just\n- a list\n", "", "expected a mapping"),
         ("version: 1\nname: k\nsensors: [\n", "", "not valid YAML at line"),
     ],
@@ -103,13 +109,24 @@ extrinsics:
 @pytest.mark.parametrize(
     ("text", "key", "expected"),
     [
-        (GOOD_CALIB.replace("[0, 0, 0, 0, 0]", "[0, 0, 0, 0]"), "cameras.cam.distortion_coefficients.data",
-         "list of 5 numbers"),
+        (
+            GOOD_CALIB.replace("[0, 0, 0, 0, 0]", "[0, 0, 0, 0]"),
+            "cameras.cam.distortion_coefficients.data",
+            "list of 5 numbers",
+        ),
         (GOOD_CALIB.replace("plumb_bob", "kannala"), "cameras.cam.distortion_model", "plumb_bob"),
-        (GOOD_CALIB.replace("[-0.5, 0.5, -0.5, 0.5]", "[0, 0, 0, 2]"), "extrinsics.cam.rotation", "unit quaternion"),
+        (
+            GOOD_CALIB.replace("[-0.5, 0.5, -0.5, 0.5]", "[0, 0, 0, 2]"),
+            "extrinsics.cam.rotation",
+            "unit quaternion",
+        ),
         (GOOD_CALIB.replace("[1, 0, 1]", "[1, .nan, 1]"), "extrinsics.cam.translation[1]", "finite number"),
         (GOOD_CALIB.replace("0, 500, 240", "0, -500, 240"), "cameras.cam.camera_matrix.data", "fy > 0"),
-        (GOOD_CALIB.replace("image_width: 640", "image_width: '640'"), "cameras.cam.image_width", "an integer"),
+        (
+            GOOD_CALIB.replace("image_width: 640", "image_width: '640'"),
+            "cameras.cam.image_width",
+            "an integer",
+        ),
         (GOOD_CALIB.split("extrinsics:")[0], "extrinsics.cam", "needs its T_base_sensor"),
         (GOOD_CALIB + "time_offsets_ns: {cam: 1.5}\n", "time_offsets_ns.cam", "an integer"),
     ],
