@@ -210,7 +210,9 @@ def test_ctrl_c_ends_an_unbounded_inspection_with_its_summary():
     cmd = [sys.executable, "-m", "edgefuse.cli", "inspect", "--json", "sim://default?sensor=radar_front"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        time.sleep(2.5)
+        # past start-up (imports, world build) even on a loaded 2-core machine: a Ctrl-C during start-up is
+        # a different case (exit 130, nothing read) — observed once to hang under heavy load; see the notes
+        time.sleep(5.0)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:
