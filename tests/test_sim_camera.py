@@ -296,3 +296,31 @@ def test_box_hidden_behind_a_wall_leaves_no_trace():
     alone = _render(_scene([wall]))
     assert np.array_equal(_render(_scene([hidden, wall])), alone)
     assert np.abs(_render(_scene([peeking, wall])).astype(int) - alone).max() > 100
+
+
+def test_patch_vertices_in_one_pass_equal_the_per_face_formula():
+    """The renderer places every face patch (windows, wheels, lights) of all boxes in one vectorized
+    pass; each group's vertices must be exactly o + u·a + v·b of its own face (origin o, unit axes u, v;
+    (a, b) the patch's face metres), in drawing order, for detailed and far (patch-free) boxes alike."""
+    from edgefuse.sim.camera import LOD_PATCH_PX, _decorations, _patch_vertices
+
+    boxes = [_box("car", (12.0, 1.0, 0.75), (4.5, 1.9, 1.5), rgb=(30, 55, 130)),
+             _box("bus", (30.0, -4.0, 1.6), (12.0, 2.5, 3.2), yaw=0.3),
+             _box("pedestrian", (8.0, -2.0, 0.9), (0.4, 0.5, 1.8), rgb=(40, 45, 70))]
+    rng = np.random.default_rng(5)
+    K = len(boxes)
+    oc, Uc, Vc = rng.normal(size=(K, 6, 3)), rng.normal(size=(K, 6, 3)), rng.normal(size=(K, 6, 3))
+    facing = [[True, False, True, True, False, True], [True] * 6, [False, True, True, False, True, False]]
+    order, kidx, px = [2, 0, 1], np.arange(K), [50.0, 50.0, 1.0]  # the bus is too small for patches
+    got = _patch_vertices(order, boxes, kidx, False, facing, px, oc, Uc, Vc)
+    expect = []
+    for oi in order:
+        cutout, groups = _decorations(boxes[oi], False)
+        if px[oi] <= LOD_PATCH_PX and not cutout:
+            continue
+        for f in range(6):
+            for verts, *_ in (groups[f] if facing[oi][f] else ()):
+                expect.append(np.array([oc[oi, f] + a * Uc[oi, f] + b * Vc[oi, f] for a, b in verts]))
+    assert len(got) == len(expect) > 3
+    for g, e in zip(got, expect, strict=True):
+        np.testing.assert_allclose(g, e, rtol=0, atol=1e-12)

@@ -187,6 +187,26 @@ def test_ground_surface_classifies_hand_made_layout():
     np.testing.assert_array_equal(got, expect)
 
 
+def test_ground_surface_of_a_long_curved_road_far_beyond_the_points():
+    """Only the segments that can reach the points' grid are drawn (a performance cull): points beside a
+    curved road whose polyline runs 1.6 km away, the centreline itself just outside the points' bounding
+    box, are still classified by their distance to the centreline."""
+    a = np.linspace(0.0, np.pi, 4001)  # a 500 m radius half circle, 0.4 m segments
+    centre = np.stack([500.0 * np.cos(a), 500.0 * np.sin(a)], axis=1)
+    road = Road(centre, half_width=3.5)
+    line = LaneMarking(centre, width=0.2)
+    rng = np.random.default_rng(3)
+    ang = rng.uniform(np.pi / 2 - 0.01, np.pi / 2 + 0.01, 400)  # a 10 m stretch at the top
+    off = rng.uniform(1.0, 8.0, 400)  # distance outwards from the centreline (y ≥ 500.97)
+    pts = np.stack([(500.0 + off) * np.cos(ang), (500.0 + off) * np.sin(ang)], axis=1)
+    got = ground_surface(pts, [line], [road])
+    clear = np.abs(off - 3.5) > 0.08  # away from the road's edge (±1.5 cells)
+    expect = np.where(off < 3.5, SURFACE_ROAD, SURFACE_OFFROAD)  # chords deviate from the arc by 0.04 mm
+    assert clear.sum() > 350 and (expect == SURFACE_ROAD).sum() > 100
+    np.testing.assert_array_equal(got[clear], expect[clear])
+    np.testing.assert_array_equal(ground_surface(pts, [line], [road]), got)  # cached geometry: same answer
+
+
 # ---------------------------------------------------------------- the sweep
 
 

@@ -310,3 +310,24 @@ def test_camera_mount_looks_forward():
     p_cam = T.inverse().apply(np.array([[22.0, 0.0, 0.0]]))
     ((u, v),) = cal.cameras["cam_front"].project(p_cam)[0]
     assert abs(u - 640) < 40 and 360 < v < 500
+
+
+def test_walker_faces_the_way_it_walks_and_keeps_facing_through_a_pause():
+    """Out 10 m, a 5 s pause, back 10 m (periodic): the yaw is the path heading, plus π on the way back;
+    the pause keeps the outbound facing. Asked twice (the per-profile facing table is cached)."""
+    from edgefuse.sim.scene import Material
+    from edgefuse.sim.world import Agent, PiecewiseS, build_path
+
+    heading = 0.3
+    path = build_path((2.0, -1.0), heading, [("straight", 30.0)])
+    motion = PiecewiseS(np.array([0.0, 10.0, 15.0, 25.0]), np.array([0.0, 10.0, 10.0, 0.0]))
+    walker = Agent("pedestrian", "pedestrian", np.array([0.4, 0.5, 1.7]), Material("m", (1, 2, 3)), 7,
+                   path, motion)
+    t = np.array([5.0, 12.0, 20.0, 31.0, 37.0, 45.0])  # out, pause, back, out (next lap), pause, back
+    expect = heading + np.pi * np.array([0, 0, 1, 0, 0, 1])
+    for _ in range(2):
+        xy, yaw, vel, _, active = walker.state(t)
+        np.testing.assert_allclose(yaw, expect, atol=1e-12)
+        np.testing.assert_allclose(xy[0], [2.0 + 5.0 * math.cos(heading), -1.0 + 5.0 * math.sin(heading)],
+                                   atol=1e-9)
+        np.testing.assert_allclose(np.hypot(vel[:, 0], vel[:, 1]), [1.0, 0.0, 1.0, 1.0, 0.0, 1.0], atol=1e-9)

@@ -637,20 +637,22 @@ def _rasterize(dl: _DrawList, tables: _CameraTables, img: np.ndarray, ids: np.nd
     b_uniform = (np.minimum.reduceat(counts, b_first) == np.maximum.reduceat(counts, b_first)).tolist()
     b_v0 = starts[b_first].tolist()
     b_nv = np.add.reduceat(counts, b_first).tolist()
+    b_c0 = counts[b_first].tolist()  # vertices per polygon of a uniform batch
+    b_p0, b_np = b_first.tolist(), n_poly.tolist()
     customs = dl.customs
     fill = cv2.fillPoly
-    for b, ((rgb, sid), cnt) in enumerate(zip(dl.batches, dl.counts, strict=True)):
+    for b, (rgb, sid) in enumerate(dl.batches):
         if customs:
             for fn in customs.get(b, ()):
                 fn(img)
         if b_culled[b]:
             continue
-        p0 = int(b_first[b])
-        p1 = p0 + len(cnt)
-        v0, v1 = b_v0[b], b_v0[b] + b_nv[b]
         if b_inside[b] and b_uniform[b]:
-            pts = uvi[v0:v1].reshape(p1 - p0, int(cnt[0]), 2)
+            v0 = b_v0[b]
+            pts = uvi[v0 : v0 + b_nv[b]].reshape(b_np[b], b_c0[b], 2)
         else:
+            p0 = b_p0[b]
+            p1 = p0 + b_np[b]
             pts = []
             for i in range(p0, p1):
                 if culled[i]:
@@ -784,11 +786,11 @@ def _draw_order(corners, normals, offsets, facing, cam, R_cw, t_cw, tables, opaq
     )
     ia, ib = np.nonzero(np.triu(over, 1))
     deps: list[list[int]] = [[] for _ in range(K)]
-    waiting = np.zeros(K, dtype=np.int64)
+    waiting = [0] * K  # plain lists: the loops below run per dependency
     if len(ia):
 
         def separating(a, b):  # (P, 6) bool: face f of a faces the camera and has all of b behind it
-            side = np.einsum("pfj,pkj->pfk", normals[a], corners[b]) - offsets[a][:, :, None]
+            side = np.matmul(normals[a], corners[b].transpose(0, 2, 1)) - offsets[a][:, :, None]
             return np.all(side <= 1e-6, axis=2) & facing[a]
 
         sep_ab, sep_ba = separating(ia, ib), separating(ib, ia)
@@ -796,21 +798,22 @@ def _draw_order(corners, normals, offsets, facing, cam, R_cw, t_cw, tables, opaq
         uvs = np.stack([u, v], axis=2)  # (K, 8, 2)
         hidden = _hidden(np.concatenate([ia, ib]), np.concatenate([ib, ia]), np.concatenate([sep_ab, sep_ba]),
                          uvs, behind, opaque)
-        for a, b in zip(ia[ab & ~ba], ib[ab & ~ba], strict=True):  # a in front: a waits for b
+        for a, b in zip(ia[ab & ~ba].tolist(), ib[ab & ~ba].tolist(), strict=True):  # a in front: waits for b
             deps[b].append(a)
             waiting[a] += 1
-        for a, b in zip(ib[ba & ~ab], ia[ba & ~ab], strict=True):
+        for a, b in zip(ib[ba & ~ab].tolist(), ia[ba & ~ab].tolist(), strict=True):
             deps[b].append(a)
             waiting[a] += 1
     else:
         hidden = np.zeros(K, dtype=bool)
-    heap = [(-dist[i], i) for i in range(K) if waiting[i] == 0]
+    dist_l = dist.tolist()
+    heap = [(-dist_l[i], i) for i in range(K) if waiting[i] == 0]
     heapq.heapify(heap)
-    done = np.zeros(K, dtype=bool)
+    done = [False] * K
     order: list[int] = []
     while len(order) < K:
         if not heap:  # a cycle: break it with the farthest remaining box
-            rest = np.flatnonzero(~done)
+            rest = np.flatnonzero(~np.array(done))
             heap = [(-dist[rest[np.argmax(dist[rest])]], int(rest[np.argmax(dist[rest])]))]
         _, i = heapq.heappop(heap)
         if done[i]:
@@ -820,7 +823,7 @@ def _draw_order(corners, normals, offsets, facing, cam, R_cw, t_cw, tables, opaq
         for a in deps[i]:
             waiting[a] -= 1
             if waiting[a] == 0 and not done[a]:
-                heapq.heappush(heap, (-dist[a], a))
+                heapq.heappush(heap, (-dist_l[a], a))
     return [i for i in order if not hidden[i]]
 
 
@@ -944,6 +947,7 @@ def _add_boxes(
     mat_rgb = np.array([boxes[i].material.rgb for i in kidx], dtype=np.float64)
     rgb_faces = np.minimum(255.0, mat_rgb[:, None, :] * shades[:, :, None]).tolist()  # (K, 6, 3)
     facing_l, sid_l, shade_l, px_l = facing.tolist(), face_sid.tolist(), shades.tolist(), px.tolist()
+    patch_pcs = iter(_patch_vertices(order, boxes, kidx, night, facing_l, px_l, oc, Uc, Vc))
     for oi in order:
         box = boxes[int(kidx[oi])]
         cutout, groups = _decorations(box, night)
@@ -979,9 +983,8 @@ def _add_boxes(
                 continue
             esid = None
             k = shade_l[oi][f]
-            o, u, v = oc[oi, f], Uc[oi, f], Vc[oi, f]
-            for verts, counts, rgb, emissive, shaded in groups[f]:
-                pc = o + verts[:, :1] * u + verts[:, 1:2] * v
+            for _verts, counts, rgb, emissive, shaded in groups[f]:
+                pc = next(patch_pcs)  # = o + verts[:, :1] * u + verts[:, 1:2] * v
                 if merged is not None and not shaded:
                     entry = merged.setdefault(col(rgb, 1.0 if night else gain), ([], []))
                     entry[0].append(pc)
@@ -998,6 +1001,31 @@ def _add_boxes(
         if merged:
             for rgb, (pcs, cnts) in merged.items():
                 dl.add(np.concatenate(pcs), np.concatenate(cnts), rgb, sid)
+
+
+def _patch_vertices(order, boxes, kidx, night, facing_l, px_l, oc, Uc, Vc) -> list[np.ndarray]:
+    """The optical-frame vertices ``o + u·verts_u + v·verts_v`` of every patch group that
+    :func:`_add_boxes` draws, in its drawing order, computed in one vectorized pass (the same float
+    operations as per group; ``oc``, ``Uc``, ``Vc`` (K, 6, 3) face origins and unit axes)."""
+    verts, faces = [], []
+    for oi in order:
+        cutout, groups = _decorations(boxes[int(kidx[oi])], night)
+        if not (cutout or px_l[oi] > LOD_PATCH_PX):
+            continue
+        for f in range(6):
+            if facing_l[oi][f] and groups[f]:
+                for g in groups[f]:
+                    verts.append(g[0])
+                    faces.append(6 * oi + f)
+    if not verts:
+        return []
+    lens = [len(v) for v in verts]
+    fidx = np.repeat(np.array(faces), lens)
+    allv = np.concatenate(verts)
+    o, u, v = oc.reshape(-1, 3)[fidx], Uc.reshape(-1, 3)[fidx], Vc.reshape(-1, 3)[fidx]
+    pc = o + allv[:, :1] * u + allv[:, 1:2] * v
+    ends = np.cumsum(lens).tolist()
+    return [pc[e - n : e] for e, n in zip(ends, lens, strict=True)]
 
 
 # ---------------------------------------------------------------- the renderer

@@ -249,8 +249,12 @@ def _candidate_pairs(P: _BoxArrays, o, d, dt, max_range) -> tuple[np.ndarray, np
     dt_lo, dt_hi = float(dt.min()), float(dt.max())
     dt_mid, dt_half = 0.5 * (dt_lo + dt_hi), 0.5 * (dt_hi - dt_lo)
     o64 = o.astype(np.float64)
-    shift = o64.mean(axis=0)
-    spread = float(np.sqrt(((o64 - shift) ** 2).sum(axis=1).max()))
+    # any centre works (the windows are padded by the origins' spread around it): the middle of the first
+    # and last origin is about the mean for rays in time order, and far cheaper than a column mean
+    shift = 0.5 * (o64[0] + o64[-1])
+    sq = o64 - shift
+    sq *= sq
+    spread = float(np.sqrt(((sq[:, 0] + sq[:, 1]) + sq[:, 2]).max()))  # = sum(axis=1), faster on (N, 3)
     # box corners at mid time (B, 8, 3), with the full rotation Rz(yaw)·Ry(pitch)·Rx(roll)
     yaw = P.yaw + P.yaw_rate * dt_mid
     cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(P.pitch), np.sin(P.pitch)
@@ -325,22 +329,28 @@ def _candidate_pairs(P: _BoxArrays, o, d, dt, max_range) -> tuple[np.ndarray, np
 
 
 def _slab_upright(P: _BoxArrays, o, d, dt, ray, box):
-    """Slab test of (ray, box) pairs for boxes with roll = pitch = 0, each box at its ray's time."""
-    rel = o[ray]
-    rel -= P.center32[box]
-    if P.moving:
-        rel -= dt[ray, None] * P.velocity32[box]
+    """Slab test of (ray, box) pairs for boxes with roll = pitch = 0, each box at its ray's time.
+
+    Works per coordinate on (M,) gathers (no (M, 3) temporaries); the float32 arithmetic is the same,
+    operation by operation, as ``o[ray] − center[box] − dt[ray]·velocity[box]`` on rows."""
+    dt_r = dt[ray] if P.moving else None
+    rel = []
+    for k in range(3):
+        r = o[:, k][ray]
+        r -= P.center32[:, k][box]
+        if dt_r is not None:
+            r -= dt_r * P.velocity32[:, k][box]
+        rel.append(r)
     c, s = P.cos_yaw[box], P.sin_yaw[box]
     turning = np.flatnonzero(P.yaw_rate[box] != 0) if np.any(P.yaw_rate) else ()
     if len(turning):
         b, r = box[turning], ray[turning]
         yaw = (P.yaw[b] + P.yaw_rate[b] * dt[r]).astype(np.float32)
         c[turning], s[turning] = np.cos(yaw), np.sin(yaw)
-    dr = d[ray]
-    ob = (c * rel[:, 0] + s * rel[:, 1], c * rel[:, 1] - s * rel[:, 0], np.ascontiguousarray(rel[:, 2]))
-    db = (c * dr[:, 0] + s * dr[:, 1], c * dr[:, 1] - s * dr[:, 0], np.ascontiguousarray(dr[:, 2]))
-    half = P.half[box]
-    return _slab(ob, db, (half[:, 0], half[:, 1], half[:, 2]))
+    dr = [d[:, k][ray] for k in range(3)]
+    ob = (c * rel[0] + s * rel[1], c * rel[1] - s * rel[0], rel[2])
+    db = (c * dr[0] + s * dr[1], c * dr[1] - s * dr[0], dr[2])
+    return _slab(ob, db, tuple(P.half[:, k][box] for k in range(3)))
 
 
 def _hit_box(box: WorldBox, ref, o, d, dt):
@@ -407,15 +417,24 @@ def ground_surface(
     lo_pad, hi_pad = lo, lo + size * res
 
     def draw(lane, half_width: float, code: int) -> None:
-        pts, pmin, pmax = _lane_geometry(lane)
-        if pts.shape[0] == 0 or (pts.ndim == 2 and pts.shape[0] < 2):
+        segs, smin, smax, pmin, pmax = _lane_geometry(lane)
+        if segs.shape[0] == 0:
             return
         if np.any(pmax + half_width < lo_pad) or np.any(pmin - half_width > hi_pad):
             return
+        # only the segments that can touch the grid (a polyline drawn as its separate segments gives the
+        # same cells: OpenCV caps every vertex of an open polyline anyway, in one colour)
+        reach = half_width + 4 * res
+        near = np.flatnonzero(
+            (smax[:, 0] + reach >= lo_pad[0]) & (smax[:, 1] + reach >= lo_pad[1])
+            & (smin[:, 0] - reach <= hi_pad[0]) & (smin[:, 1] - reach <= hi_pad[1])
+        )
+        if near.size == 0:
+            return
         thick = max(1, int(round(2 * half_width / res)))
-        # pts are (K, 2, 2) segments or an (M, 2) polyline; cell centres at lo + (i + 0.5)·res
-        q = np.rint((pts - lo - 0.5 * res) * scale).astype(np.int32)
-        cv2.polylines(canvas, q if q.ndim == 3 else q[None], False, int(code), thick, cv2.LINE_8, frac)
+        # (K, 2, 2) segments; cell centres at lo + (i + 0.5)·res
+        q = np.rint((segs[near] - lo - 0.5 * res) * scale).astype(np.int32)
+        cv2.polylines(canvas, q, False, int(code), thick, cv2.LINE_8, frac)
 
     for road in roads:
         draw(road, road.half_width, SURFACE_ROAD)
@@ -425,26 +444,32 @@ def ground_surface(
     return canvas[ij[:, 1], ij[:, 0]].astype(np.int8)
 
 
-_LANE_CACHE: dict[int, tuple[object, np.ndarray, np.ndarray, np.ndarray]] = {}
+_LANE_CACHE: dict[int, tuple] = {}
 
 
-def _lane_geometry(lane: LaneMarking | Road) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(polyline or dash segments, bbox min (2,), bbox max (2,)) of a lane or road, cached per object
-    (worlds reuse their static lanes from scene to scene; the cache keeps the object alive so its id
-    stays unique, and is dropped when it grows large)."""
+def _lane_geometry(lane: LaneMarking | Road) -> tuple[np.ndarray, ...]:
+    """(segments (K, 2, 2), segment bbox min (K, 2), max (K, 2), bbox min (2,), bbox max (2,)) of a lane or
+    road: its polyline's segments, or its painted dash pieces. Cached per object (worlds reuse their
+    static lanes from scene to scene; the cache keeps the object alive so its id stays unique, and is
+    dropped when it grows large)."""
     hit = _LANE_CACHE.get(id(lane))
     if hit is not None and hit[0] is lane:
-        return hit[1], hit[2], hit[3]
+        return hit[1:]
     pts = np.asarray(lane.points, float).reshape(-1, 2)
     if getattr(lane, "dashed", False):
-        pts = _dash_segments(pts)
-    flat = pts.reshape(-1, 2)
+        segs = _dash_segments(pts)
+    elif pts.shape[0] >= 2:
+        segs = np.stack([pts[:-1], pts[1:]], axis=1)
+    else:
+        segs = np.zeros((0, 2, 2))
+    smin, smax = segs.min(axis=1), segs.max(axis=1)
+    flat = segs.reshape(-1, 2)
     lo = flat.min(0) if flat.size else np.full(2, np.inf)
     hi = flat.max(0) if flat.size else np.full(2, -np.inf)
     if len(_LANE_CACHE) > 4096:
         _LANE_CACHE.clear()
-    _LANE_CACHE[id(lane)] = (lane, pts, lo, hi)
-    return pts, lo, hi
+    _LANE_CACHE[id(lane)] = (lane, segs, smin, smax, lo, hi)
+    return segs, smin, smax, lo, hi
 
 
 def _dash_segments(pts: np.ndarray) -> np.ndarray:

@@ -53,6 +53,11 @@ _RNG_WORLD = 1000  # seed + constant: the per-stream seeds of this module
 # ================================================================ paths
 
 
+def _clamp(x: np.ndarray, lo, hi) -> np.ndarray:
+    """``np.clip(x, lo, hi)`` without its Python-level overhead (called per agent per scene)."""
+    return np.minimum(np.maximum(x, lo), hi)
+
+
 @dataclass(frozen=True)
 class Path2D:
     """A planar path: ``xy`` (K, 2) m at cumulative arc length ``s`` (K,) m (``s[0] = 0``) with unwrapped
@@ -75,15 +80,20 @@ class Path2D:
         L = self.length
         if self.closed:
             s = np.mod(s, L)
-        i = np.clip(np.searchsorted(self.s, s, side="right") - 1, 0, len(self.s) - 2)
-        ds = self.s[i + 1] - self.s[i]
-        f = (s - self.s[i]) / ds
-        chord = (self.xy[i + 1] - self.xy[i]) / ds[:, None]
-        xy = self.xy[i] + chord * (f * ds)[:, None]
-        dh = self.heading[i + 1] - self.heading[i]
+        # (take() instead of fancy indexing: the same values, without its overhead on small index arrays)
+        i = _clamp(self.s.searchsorted(s, side="right") - 1, 0, len(self.s) - 2)
+        i1 = i + 1
+        s_i = self.s.take(i)
+        ds = self.s.take(i1) - s_i
+        f = (s - s_i) / ds
+        xy_i = self.xy.take(i, axis=0)
+        chord = (self.xy.take(i1, axis=0) - xy_i) / ds[:, None]
+        xy = xy_i + chord * (f * ds)[:, None]
+        h_i = self.heading.take(i)
+        dh = self.heading.take(i1) - h_i
         if not self.closed:
-            f = np.clip(f, 0.0, 1.0)  # beyond the ends: keep the end heading
-        heading = self.heading[i] + f * dh
+            f = _clamp(f, 0.0, 1.0)  # beyond the ends: keep the end heading
+        heading = h_i + f * dh
         curvature = dh / ds
         if not self.closed:
             curvature = np.where((s < 0) | (s > L), 0.0, curvature)
@@ -198,14 +208,14 @@ class SpeedProfile:
             P = self.t[-1] - self.t[0]
             laps = np.floor((t - self.t[0]) / P)
             t = t - laps * P
-        i = np.clip(np.searchsorted(self.t, t, side="right") - 1, 0, len(self.t) - 2)
+        i = _clamp(np.searchsorted(self.t, t, side="right") - 1, 0, len(self.t) - 2)
         return t, laps, i
 
     def eval(self, t: np.ndarray):
         t, laps, i = self._split(t)
         dt = np.diff(self.t)[i]
         a = (self.v[i + 1] - self.v[i]) / dt
-        tau = np.clip(t - self.t[i], 0.0, None)
+        tau = np.maximum(t - self.t[i], 0.0)
         beyond = tau > dt  # after the last knot of a non-periodic profile: hold the last speed
         tau_in = np.minimum(tau, dt)
         s = (
@@ -241,7 +251,7 @@ class PiecewiseS:
         if self.periodic:
             P = self.t[-1] - self.t[0]
             t = self.t[0] + np.mod(t - self.t[0], P)
-        i = np.clip(np.searchsorted(self.t, t, side="right") - 1, 0, len(self.t) - 2)
+        i = _clamp(np.searchsorted(self.t, t, side="right") - 1, 0, len(self.t) - 2)
         dt = np.diff(self.t)[i]
         v = np.diff(self.s)[i] / dt
         inside = (t >= self.t[0]) & (t <= self.t[-1])
@@ -310,18 +320,29 @@ class Agent:
         return xy, yaw, chord * v[:, None], v * curv, active
 
 
-def _walker_yaw(m: PiecewiseS, t: np.ndarray, heading: np.ndarray) -> np.ndarray:
-    P = m.t[-1] - m.t[0]
-    tt = m.t[0] + np.mod(np.asarray(t, dtype=np.float64) - m.t[0], P)
+def _leg_facing(m: PiecewiseS) -> np.ndarray:
+    """(legs,) ±1: the walking direction of each leg; during a pause that of the last non-zero leg
+    (cyclically). Constant per profile: cached on it."""
+    cached = m.__dict__.get("_facing")
+    if cached is not None:
+        return cached
     dirs = np.sign(np.diff(m.s))
-    # the facing during a pause is that of the last non-zero leg (cyclically)
     last = np.zeros_like(dirs)
     cur = dirs[dirs != 0][-1] if np.any(dirs != 0) else 1.0
     for k in range(len(dirs)):
         if dirs[k] != 0:
             cur = dirs[k]
         last[k] = cur
-    i = np.clip(np.searchsorted(m.t, tt, side="right") - 1, 0, len(dirs) - 1)
+    last.setflags(write=False)
+    object.__setattr__(m, "_facing", last)
+    return last
+
+
+def _walker_yaw(m: PiecewiseS, t: np.ndarray, heading: np.ndarray) -> np.ndarray:
+    P = m.t[-1] - m.t[0]
+    tt = m.t[0] + np.mod(np.asarray(t, dtype=np.float64) - m.t[0], P)
+    last = _leg_facing(m)
+    i = _clamp(np.searchsorted(m.t, tt, side="right") - 1, 0, len(last) - 1)
     return np.where(last[i] < 0, heading + np.pi, heading)
 
 
