@@ -108,8 +108,9 @@ class Calibration:
 # ---------------------------------------------------------------- validation helpers
 
 
-class _Ctx:
-    """Walks a parsed YAML tree, raising RigFileError with the path of the key being read."""
+class YamlChecker:
+    """Walks a parsed YAML tree of file ``path``, raising :class:`RigFileError` with the dotted key being
+    read and what was expected (used by every YAML loader: rig files, Velodyne calibrations, camera_info)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = path
@@ -196,7 +197,9 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _read_yaml(path: str | os.PathLike) -> dict:
+def read_yaml_mapping(path: str | os.PathLike) -> dict:
+    """A YAML file that must hold a mapping: UTF-8, valid YAML, no duplicate keys — else a
+    :class:`RigFileError` naming the file (and line). Shared by every YAML loader of the project."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -211,8 +214,13 @@ def _read_yaml(path: str | os.PathLike) -> dict:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise RigFileError(path, "", f"not valid YAML{where}: {problem}") from None
-    ctx = _Ctx(path)
-    ctx.mapping(doc, "")
+    return YamlChecker(path).mapping(doc, "")
+
+
+def _read_yaml(path: str | os.PathLike) -> dict:
+    """A versioned rig file (``version: 1``)."""
+    doc = read_yaml_mapping(path)
+    ctx = YamlChecker(path)
     version = ctx.get(doc, "", "version", int)
     if version != FORMAT_VERSION:
         ctx.fail("version", f"expected {FORMAT_VERSION}, got {version}")
@@ -225,7 +233,7 @@ def _read_yaml(path: str | os.PathLike) -> dict:
 def load_kit(path: str | os.PathLike) -> SensorKit:
     """Load and validate a sensor-kit YAML. The calibration path is resolved relative to the kit file."""
     doc = _read_yaml(path)
-    ctx = _Ctx(path)
+    ctx = YamlChecker(path)
     ctx.no_unknown(doc, "", ("version", "name", "sensors", "reference", "calibration", "description"))
     name = ctx.get(doc, "", "name", str)
     items = ctx.get(doc, "", "sensors", list)
@@ -283,7 +291,8 @@ def load_kit(path: str | os.PathLike) -> SensorKit:
 # ---------------------------------------------------------------- calibration
 
 
-def _load_camera(ctx: _Ctx, node: Any, key: str) -> CameraModel:
+def camera_from_ros(ctx: YamlChecker, node: Any, key: str) -> CameraModel:
+    """A ROS camera_info mapping (our calibration file's per-camera block) → :class:`CameraModel`."""
     ctx.mapping(node, key)
     ctx.no_unknown(
         node,
@@ -319,7 +328,7 @@ def _load_camera(ctx: _Ctx, node: Any, key: str) -> CameraModel:
     return CameraModel(width, height, K, dist, model)
 
 
-def _load_extrinsic(ctx: _Ctx, node: Any, key: str) -> Transform:
+def _load_extrinsic(ctx: YamlChecker, node: Any, key: str) -> Transform:
     ctx.mapping(node, key)
     ctx.no_unknown(node, key, ("parent", "translation", "rotation", "rpy_deg"))
     t = ctx.numbers(node, key, "translation", 3)
@@ -338,13 +347,13 @@ def _load_extrinsic(ctx: _Ctx, node: Any, key: str) -> Transform:
 def load_calibration(path: str | os.PathLike) -> Calibration:
     """Load and validate a calibration YAML (format: docs/rig-files.md)."""
     doc = _read_yaml(path)
-    ctx = _Ctx(path)
+    ctx = YamlChecker(path)
     ctx.no_unknown(
         doc, "", ("version", "base_frame", "cameras", "extrinsics", "time_offsets_ns", "provenance")
     )
     calib = Calibration(base_frame=ctx.get(doc, "", "base_frame", str, "base_link"))
     for cam_id, node in ctx.mapping(ctx.get(doc, "", "cameras", dict, {}), "cameras").items():
-        calib.cameras[str(cam_id)] = _load_camera(ctx, node, f"cameras.{cam_id}")
+        calib.cameras[str(cam_id)] = camera_from_ros(ctx, node, f"cameras.{cam_id}")
     for sid, node in ctx.mapping(ctx.get(doc, "", "extrinsics", dict, {}), "extrinsics").items():
         calib.extrinsics[str(sid)] = _load_extrinsic(ctx, node, f"extrinsics.{sid}")
     offsets = ctx.mapping(ctx.get(doc, "", "time_offsets_ns", dict, {}), "time_offsets_ns")

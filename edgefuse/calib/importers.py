@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from edgefuse.errors import InputError
 from edgefuse.geometry import CameraModel, Transform
@@ -103,21 +102,15 @@ def kitti_to_calibration(
 
 def camera_info_to_camera(path: str | os.PathLike) -> tuple[CameraModel, str]:
     """A ROS camera_info YAML → (CameraModel, camera_name or "")."""
-    from edgefuse.rig import _Ctx, _load_camera  # the calibration file's per-camera block *is* camera_info
+    from edgefuse.rig import YamlChecker, camera_from_ros, read_yaml_mapping
 
     p = Path(path)
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CalibImportError(f"{p}: file not found") from None
-    except yaml.YAMLError as e:
-        raise CalibImportError(f"{p}: not valid YAML: {e}") from None
-    if not isinstance(doc, dict):
-        raise CalibImportError(f"{p}: expected a camera_info mapping")
-    name = str(doc.get("camera_name", "") or "")
-    node = {k: v for k, v in doc.items() if k not in ("camera_name",)}
-    try:
-        cam = _load_camera(_Ctx(p), node, "")
+        # the calibration file's per-camera block *is* camera_info
+        doc = read_yaml_mapping(p)
+        name = str(doc.get("camera_name", "") or "")
+        node = {k: v for k, v in doc.items() if k not in ("camera_name",)}
+        cam = camera_from_ros(YamlChecker(p), node, "")
     except RigFileError as e:
         raise CalibImportError(str(e).replace(": .", ": ")) from None
     return cam, name

@@ -28,12 +28,10 @@ import math
 import os
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
-import yaml
 
-from edgefuse.rig import RigFileError, _Ctx
+from edgefuse.rig import YamlChecker, read_yaml_mapping
 
 #: Product id byte (offset 1205) of each supported model.
 PRODUCT_IDS: dict[str, tuple[int, ...]] = {
@@ -222,19 +220,8 @@ def load_velodyne_calibration(path: str | os.PathLike, model: str | None = None)
     Two-point distance corrections (``dist_correction_x/_y``, HDL-64E) are not supported: non-zero
     values are rejected rather than silently ignored.
     """
-    p = Path(path)
-    ctx = _Ctx(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RigFileError(path, "", "file not found") from None
-    except UnicodeDecodeError as e:
-        raise RigFileError(path, "", f"not a UTF-8 text file ({e.reason} at byte {e.start})") from None
-    try:
-        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when present
-    except yaml.YAMLError as e:
-        raise RigFileError(path, "", f"not valid YAML: {getattr(e, 'problem', None) or e}") from None
-    ctx.mapping(doc, "")
+    ctx = YamlChecker(path)
+    doc = read_yaml_mapping(path)
     ctx.no_unknown(doc, "", ("lasers", "num_lasers", "distance_resolution", "model", "version"))
     lasers = ctx.get(doc, "", "lasers", list)
     n = ctx.get(doc, "", "num_lasers", int, default=len(lasers))
