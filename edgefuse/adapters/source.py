@@ -278,8 +278,11 @@ def open_source(uri: str, sensor_id: str | None = None, base_dir: Path | None = 
     if scheme in ("pcap", "velodyne"):
         from edgefuse.adapters.velodyne import open_velodyne
 
-        target = _with_path_and_param(uri, base_dir if scheme == "pcap" else None, "sensor_id", sensor_id)
-        return AdaptedSource(open_velodyne(target), uri, "lidar", scheme == "velodyne", _velodyne_stats)
+        # base_dir resolves both the capture path and calib= (open_velodyne does both)
+        target = _with_path_and_param(uri, None, "sensor_id", sensor_id)
+        return AdaptedSource(
+            open_velodyne(target, base_dir=base_dir), uri, "lidar", scheme == "velodyne", _velodyne_stats
+        )
     elif scheme in ("kitti", "pcd", "ply", "nuscenes-radar"):
         from edgefuse.adapters.files import open_file_source
 
