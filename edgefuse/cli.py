@@ -198,6 +198,12 @@ def cmd_calibrate_import(args) -> dict:
     )
 
 
+def _inference_threads() -> int:
+    """Backend threads for the real-time pipeline: one core is left to sources, sync and sinks (on a
+    2-core machine 2 inference threads measured slower than 1: docs/benchmarks.md, Pipeline replay)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 def cmd_demo(args) -> dict:
     from edgefuse.demo import run_demo
 
@@ -360,7 +366,7 @@ def cmd_replay(args) -> dict:
     rate = None if args.rate == "max" else float(args.rate)
     if rate is not None and not rate > 0:
         raise InputError(f"replay --rate: expected 'max' or a positive number, got {args.rate!r}")
-    backend = load_backend(args.model, args.backend, threads=args.threads)
+    backend = load_backend(args.model, args.backend, threads=args.threads or _inference_threads())
     return run_replay(
         args.log, backend, args.out or f"{args.log}.replay", rate=rate, deterministic=args.deterministic,
         kit_path=args.kit, calib_path=args.calib, config=_pipeline_config(args), udp=args.udp,
@@ -372,7 +378,7 @@ def cmd_replay(args) -> dict:
 def cmd_run(args) -> dict:
     from edgefuse.pipeline import load_backend, run_live
 
-    backend = load_backend(args.model, args.backend, threads=args.threads)
+    backend = load_backend(args.model, args.backend, threads=args.threads or _inference_threads())
     return run_live(
         args.kit, backend, args.out, calib_path=args.calib, duration_s=args.duration,
         config=_pipeline_config(args), udp=args.udp, console=args.console,
@@ -545,7 +551,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default=None, help=".pt/.onnx/.engine (default: the bundled model)")
         p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
                        help="default: from the model file")  # fmt: skip
-        p.add_argument("--threads", type=int, default=2, help="backend threads (default 2)")
+        p.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="backend threads (default: CPU cores − 1, at least 1)",
+        )
         p.add_argument("--calib", default=None, help="calibration YAML (default: the kit's / the log's)")
         p.add_argument("--deadline-ms", type=float, default=100.0, help="per-frame deadline (default 100)")
         p.add_argument("--queue", type=int, default=2, help="frames queued for inference (default 2)")
