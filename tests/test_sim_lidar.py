@@ -149,6 +149,23 @@ def test_cast_rays_matches_independent_reference(origin_spread, speed, yaw_rate)
     assert np.all(np.isinf(hits.range_m[~finite]))
 
 
+def test_culling_box_shape_is_the_rotated_box_without_yaw():
+    """The per-sweep culling geometry: corner offsets R(roll, pitch)·(±l/2, ±w/2, ±h/2) and their norms."""
+    from edgefuse.sim.raycast import _box_shape, _BoxArrays
+
+    size = np.array([0.1, 1.2, 0.9])
+    box = WorldBox("board", np.array([5.0, 1.0, 1.2]), size, 0.7, GREY, roll=0.3, pitch=-0.25)
+    shape = _box_shape(_BoxArrays.of([box], np.zeros(3)))
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
+    half = (size / 2.0).astype(np.float32).astype(np.float64)  # the ray caster keeps sizes in float32
+    expected = (signs * half) @ rpy_to_matrix(0.3, -0.25, 0.0).T
+    np.testing.assert_allclose(shape.offsets[0], expected, atol=1e-12)
+    np.testing.assert_allclose(shape.r3[0], np.linalg.norm(half), rtol=1e-12)
+    np.testing.assert_allclose(shape.r_xy[0], np.hypot(expected[:, 0], expected[:, 1]).max(), rtol=1e-12)
+    assert shape.z_lo[0] == pytest.approx(expected[:, 2].min())
+    assert shape.z_hi[0] == pytest.approx(expected[:, 2].max())
+
+
 def test_cast_rays_ranges_and_blocking():
     box = WorldBox("wall", np.array([10.0, 0.0, 2.0]), np.array([1.0, 4.0, 4.0]), 0.0, GREY)
     o = np.zeros((3, 3)) + [0.0, 0.0, 1.0]

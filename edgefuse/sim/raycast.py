@@ -228,11 +228,12 @@ def _chunked_pairs(P: _BoxArrays, o, d, dt, max_range) -> tuple[np.ndarray, np.n
     n = o.shape[0]
     k = int(np.ceil(n / _CHUNK_RAYS))
     if k <= 1 or float(dt.max()) == float(dt.min()):
-        return _candidate_pairs(P, o, d, dt, max_range)
+        return _candidate_pairs(P, o, d, dt, max_range, _box_shape(P))
     order = np.argsort(dt, kind="stable")
+    shape = _box_shape(P)  # chunk-independent: computed once per sweep
     rays, boxes = [], []
     for part in np.array_split(order, k):
-        r, b = _candidate_pairs(P, o[part], d[part], dt[part], max_range)
+        r, b = _candidate_pairs(P, o[part], d[part], dt[part], max_range, shape)
         rays.append(part[r])
         boxes.append(b)
     return np.concatenate(rays), np.concatenate(boxes)
@@ -243,9 +244,39 @@ _CORNER_SIGNS = np.array(
 )
 
 
-def _candidate_pairs(P: _BoxArrays, o, d, dt, max_range) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class _BoxShape:
+    """The time-independent part of the boxes' culling geometry (yaw rotates about z, so norms and
+    heights of the corner offsets do not depend on it)."""
+
+    offsets: np.ndarray  # (B, 8, 3) corner offsets from the centre, Ry(pitch)·Rx(roll) applied, no yaw
+    r_xy: np.ndarray  # (B,) largest horizontal corner distance from the centre (m)
+    r3: np.ndarray  # (B,) largest corner distance from the centre (m)
+    z_lo: np.ndarray  # (B,) lowest corner offset in z (m)
+    z_hi: np.ndarray  # (B,) highest corner offset in z (m)
+    half: np.ndarray  # (B, 3) float64 half sizes (m)
+    speed_xy: np.ndarray  # (B,) horizontal speed (m/s)
+
+
+def _box_shape(P: _BoxArrays) -> _BoxShape:
+    cp, sp, cr, sr = np.cos(P.pitch), np.sin(P.pitch), np.cos(P.roll), np.sin(P.roll)
+    half = P.half.astype(np.float64)
+    lx, ly, lz = (_CORNER_SIGNS[None] * half[:, None, :]).transpose(2, 0, 1)  # each (B, 8)
+    cp, sp, cr, sr = cp[:, None], sp[:, None], cr[:, None], sr[:, None]
+    ox = cp * lx + sp * sr * ly + sp * cr * lz
+    oy = cr * ly - sr * lz
+    oz = -sp * lx + cp * sr * ly + cp * cr * lz
+    offsets = np.stack([ox, oy, oz], -1)
+    r_xy = np.sqrt(offsets[:, :, 0] ** 2 + offsets[:, :, 1] ** 2).max(1)
+    r3 = np.sqrt((offsets**2).sum(-1)).max(1)
+    speed_xy = np.linalg.norm(P.velocity[:, :2], axis=1)
+    return _BoxShape(offsets, r_xy, r3, offsets[:, :, 2].min(1), offsets[:, :, 2].max(1), half, speed_xy)
+
+
+def _candidate_pairs(P: _BoxArrays, o, d, dt, max_range, shape: _BoxShape) -> tuple[np.ndarray, np.ndarray]:
     """(ray, box) index pairs whose ray direction falls in the box's (motion- and origin-padded)
-    azimuth and elevation window, seen from the rays' mean origin. Fully vectorized over boxes."""
+    azimuth and elevation window, seen from the rays' mean origin. Fully vectorized over boxes;
+    ``shape`` is :func:`_box_shape` of ``P``."""
     dt_lo, dt_hi = float(dt.min()), float(dt.max())
     dt_mid, dt_half = 0.5 * (dt_lo + dt_hi), 0.5 * (dt_hi - dt_lo)
     o64 = o.astype(np.float64)
@@ -257,18 +288,14 @@ def _candidate_pairs(P: _BoxArrays, o, d, dt, max_range) -> tuple[np.ndarray, np
     spread = float(np.sqrt(((sq[:, 0] + sq[:, 1]) + sq[:, 2]).max()))  # = sum(axis=1), faster on (N, 3)
     # box corners at mid time (B, 8, 3), with the full rotation Rz(yaw)·Ry(pitch)·Rx(roll)
     yaw = P.yaw + P.yaw_rate * dt_mid
-    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(P.pitch), np.sin(P.pitch)
-    cr, sr = np.cos(P.roll), np.sin(P.roll)
-    R = np.empty((len(yaw), 3, 3))
-    R[:, 0] = np.stack([cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr], 1)
-    R[:, 1] = np.stack([sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr], 1)
-    R[:, 2] = np.stack([-sp, cp * sr, cp * cr], 1)
-    local = _CORNER_SIGNS[None] * P.half.astype(np.float64)[:, None, :]
+    cy, sy = np.cos(yaw), np.sin(yaw)
     cen = P.center + P.velocity * dt_mid - shift
-    corners = cen[:, None, :] + np.einsum("bij,bkj->bki", R, local)
+    ox, oy = shape.offsets[:, :, 0], shape.offsets[:, :, 1]
+    corner_x = cen[:, 0:1] + (cy[:, None] * ox - sy[:, None] * oy)
+    corner_y = cen[:, 1:2] + (sy[:, None] * ox + cy[:, None] * oy)
     # growth over the time span: translation, rotation of the corners, spread of the ray origins
-    r_xy = np.sqrt(((corners[:, :, :2] - cen[:, None, :2]) ** 2).sum(-1)).max(1)
-    grow = np.linalg.norm(P.velocity[:, :2], axis=1) * dt_half + np.abs(P.yaw_rate) * dt_half * r_xy
+    r_xy = shape.r_xy
+    grow = shape.speed_xy * dt_half + np.abs(P.yaw_rate) * dt_half * r_xy
     grow = grow + spread + 1e-3
     grow_z = np.abs(P.velocity[:, 2]) * dt_half + spread + 1e-3
     dist_xy = np.hypot(cen[:, 0], cen[:, 1])
@@ -276,20 +303,19 @@ def _candidate_pairs(P: _BoxArrays, o, d, dt, max_range) -> tuple[np.ndarray, np
     # (long rails and walls beside the road), the bounding circle for tilted ones
     qx = np.abs(cy * cen[:, 0] + sy * cen[:, 1])
     qy = np.abs(-sy * cen[:, 0] + cy * cen[:, 1])
-    half = P.half.astype(np.float64)
+    half = shape.half
     d_rect = np.hypot(np.maximum(qx - half[:, 0], 0.0), np.maximum(qy - half[:, 1], 0.0))
     d_fp = np.where(P.tilted, np.maximum(dist_xy - r_xy, 0.0), d_rect)
     d_min = np.maximum(d_fp - grow, 0.0)
     d_max = dist_xy + r_xy + grow
-    z_lo = corners[:, :, 2].min(1) - grow_z
-    z_hi = corners[:, :, 2].max(1) + grow_z
-    r3 = np.sqrt(((corners - cen[:, None, :]) ** 2).sum(-1)).max(1)
-    near = np.linalg.norm(cen, axis=1) - r3 - grow - grow_z <= max_range
+    z_lo = cen[:, 2] + shape.z_lo - grow_z
+    z_hi = cen[:, 2] + shape.z_hi + grow_z
+    near = np.linalg.norm(cen, axis=1) - shape.r3 - grow - grow_z <= max_range
     el_hi = np.arctan2(z_hi, np.where(z_hi > 0, d_min, d_max))
     el_lo = np.arctan2(z_lo, np.where(z_lo < 0, d_min, d_max))
     # azimuth window from the corners (exact for a convex box seen from outside its footprint)
     az_c = np.arctan2(cen[:, 1], cen[:, 0])
-    a = np.arctan2(corners[:, :, 1], corners[:, :, 0]) - az_c[:, None]
+    a = np.arctan2(corner_y, corner_x) - az_c[:, None]
     a = (a + np.pi) % (2 * np.pi) - np.pi
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = grow / d_fp
