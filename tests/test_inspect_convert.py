@@ -206,7 +206,7 @@ def test_ctrl_c_ends_an_unbounded_inspection_with_its_summary():
     import signal
     import time
 
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "edgefuse.cli", "inspect", "--json", "sim://default?sensor=radar_front"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -214,7 +214,12 @@ def test_ctrl_c_ends_an_unbounded_inspection_with_its_summary():
         # a different case (exit 130, nothing read) — observed once to hang under heavy load; see the notes
         time.sleep(5.0)
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
+        try:
+            out, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # a hang: dump every thread's stack (faulthandler) into the failure
+            p.send_signal(signal.SIGABRT)
+            _, err = p.communicate(timeout=10)
+            pytest.fail(f"inspect did not stop within 60 s of Ctrl-C; its threads:\n{err[-6000:]}")
     finally:
         if p.poll() is None:
             p.kill()
