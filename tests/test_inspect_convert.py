@@ -208,11 +208,18 @@ def test_ctrl_c_ends_an_unbounded_inspection_with_its_summary():
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "edgefuse.cli", "inspect", "--json", "sim://default?sensor=radar_front"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # a test run started in the background by a non-interactive shell inherits SIGINT *ignored*, and Python
+    # then installs no KeyboardInterrupt handler: give the child the default disposition, as a terminal would
+    p = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
-        # past start-up (imports, world build) even on a loaded 2-core machine: a Ctrl-C during start-up is
-        # a different case (exit 130, nothing read) — observed once to hang under heavy load; see the notes
-        time.sleep(5.0)
+        time.sleep(3.0)  # past start-up (imports, world build); a Ctrl-C during start-up exits 130
         p.send_signal(signal.SIGINT)
         try:
             out, err = p.communicate(timeout=60)
