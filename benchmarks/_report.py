@@ -133,3 +133,15 @@ def replace_section(title: str, body: str, path: Path = BENCHMARKS_MD) -> None:
         nxt = old.find("\n## ", start)
         new = old[:start] + section + ("" if nxt < 0 else "\n" + old[nxt + 1 :])
     path.write_text(new, encoding="utf-8")
+
+
+def untrained_edge_onnx(work: Path) -> Path:
+    """An ONNX file of the default edge model with fresh weights (seed 0): the same cost as a trained one,
+    for the latency benchmarks while no bundled model exists."""
+    from edgefuse.engine.export import export_onnx
+    from edgefuse.model.checkpoint import new_model, save_model
+    from edgefuse.model.config import ModelConfig, edge_spec
+
+    net, manifest = new_model(edge_spec(), ModelConfig(), seed=0)
+    save_model(work / "m.pt", net, manifest)
+    return export_onnx(work / "m.pt", work / "m.onnx")

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _report import replace_section, untrained_edge_onnx  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main(argv=None) -> dict:
@@ -40,13 +40,7 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="edgefuse-replay-bench-"))
     model = Path(args.model) if args.model else None
     if model is None:
-        from edgefuse.engine.export import export_onnx
-        from edgefuse.model.checkpoint import new_model, save_model
-        from edgefuse.model.config import ModelConfig, edge_spec
-
-        net, manifest = new_model(edge_spec(), ModelConfig(), seed=0)
-        save_model(work / "m.pt", net, manifest)
-        model = export_onnx(work / "m.pt", work / "m.onnx")
+        model = untrained_edge_onnx(work)
     log = Path(args.log) if args.log else work / "default.mcap"
     if args.log is None:
         from edgefuse.sim.run import record
@@ -97,12 +91,8 @@ def main(argv=None) -> dict:
 
 
 def update_docs(o: dict) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
     m = o["machine"]
     lines = [
-        "## Pipeline replay",
-        "",
         f"`{o['command']}` — `edgefuse replay LOG --rate 1.0` (threaded pipeline, deadline 100 ms) on a 60 s "
         "default-scenario simulator log (600 LiDAR frames), ONNX Runtime (intra-op threads per row), "
         f"untrained edge model (same cost as a trained one). Machine: {m['cpu']}, {m['cpus']} CPUs, "
@@ -123,9 +113,7 @@ def update_docs(o: dict) -> None:
         )
     lines += ["", "JSON: docs/pipeline_replay.json (per-stage p50 of every stage, machine).", ""]
     body = "\n".join(lines) + "\n"
-    pat = re.compile(r"^## Pipeline replay\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pat.sub(body, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
+    replace_section("Pipeline replay", body)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -29,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _report import replace_section, untrained_edge_onnx  # noqa: E402  (benchmarks/ is on sys.path)
 
 from edgefuse.adapters.source import Source  # noqa: E402
 from edgefuse.types import Message  # noqa: E402
@@ -104,13 +105,7 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="edgefuse-soak-"))
     model = args.model
     if model is None:
-        from edgefuse.engine.export import export_onnx
-        from edgefuse.model.checkpoint import new_model, save_model
-        from edgefuse.model.config import ModelConfig, edge_spec
-
-        net, manifest = new_model(edge_spec(), ModelConfig(), seed=0)
-        save_model(work / "m.pt", net, manifest)
-        model = export_onnx(work / "m.pt", work / "m.onnx")
+        model = untrained_edge_onnx(work)
     log = Path(args.log) if args.log else work / "soak.mcap"
     if args.log is None:
         from edgefuse.sim.run import record
@@ -168,11 +163,8 @@ def main(argv=None) -> dict:
 
 
 def update_docs(o: dict) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
     m = o["machine"]
     body = (
-        "## Pipeline soak\n\n"
         f"`{o['command']}` — machine: {m['cpu']}, {m['cpus']} CPUs, load average {m['loadavg']} at the end "
         "(shared with other jobs). A 20 s default-scenario simulator log looped at real-time rate "
         f"through the threaded pipeline (ONNX Runtime fp32, {o['threads']} intra-op thread(s), "
@@ -186,9 +178,7 @@ def update_docs(o: dict) -> None:
         "Per-stage p50 ms: " + ", ".join(f"{k} {v}" for k, v in o["stages_p50_ms"].items()) + ". "
         "JSON: docs/soak.json (RSS sampled every 5 s).\n"
     )
-    pat = re.compile(r"^## Pipeline soak\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pat.sub(body + "\n", text) if pat.search(text) else text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
+    replace_section("Pipeline soak", body)
 
 
 if __name__ == "__main__":
