@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from _specs import TINY_SPEC as SPEC
 from scipy.optimize import linear_sum_assignment
 
 from edgefuse.cli import main
@@ -16,19 +17,7 @@ from edgefuse.engine.compare import match_detections
 from edgefuse.engine.quantize import head_outputs
 from edgefuse.model.dataset import CachedFrames, build_cache
 from edgefuse.sim.run import record
-from edgefuse.tensors import TensorSpec
 from edgefuse.types import Box3D, Detection, Detections
-
-SPEC = TensorSpec(
-    image_size=(64, 112),
-    x_range=(-12.8, 12.8),
-    y_range=(-12.8, 12.8),
-    pillar_size=(0.4, 0.4),
-    max_pillars=1500,
-    max_points_per_pillar=8,
-    radar_max_pillars=64,
-    radar_max_points_per_pillar=4,
-)
 
 
 @pytest.fixture(scope="module")

@@ -6,24 +6,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from _specs import TINY_SPEC as SPEC
 
 from edgefuse.cli import main
 from edgefuse.model.checkpoint import load_model
 from edgefuse.model.dataset import CachedFrames, build_cache
 from edgefuse.model.evaluate import evaluate
 from edgefuse.sim.run import record
-from edgefuse.tensors import TensorSpec
-
-SPEC = TensorSpec(
-    image_size=(64, 112),
-    x_range=(-12.8, 12.8),
-    y_range=(-12.8, 12.8),
-    pillar_size=(0.4, 0.4),
-    max_pillars=1500,
-    max_points_per_pillar=8,
-    radar_max_pillars=64,
-    radar_max_points_per_pillar=4,
-)
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +137,15 @@ def test_cache_skips_frames_that_cannot_be_built(tmp_path):
         rec.write_calibration(sim.calibration, frames=sim.frames)
         for m in sim.messages(1_200_000_000):
             if m.sensor_id == "cam_front" and 300_000_000 <= m.stamp_ns <= 700_000_000:
-                m = Message(m.sensor_id, m.stamp_ns, CompressedImage(b"not a jpeg", "jpeg"),
-                            raw_stamp_ns=m.raw_stamp_ns, recv_ns=m.recv_ns, frame=m.frame, seq=m.seq)
+                m = Message(
+                    m.sensor_id,
+                    m.stamp_ns,
+                    CompressedImage(b"not a jpeg", "jpeg"),
+                    raw_stamp_ns=m.raw_stamp_ns,
+                    recv_ns=m.recv_ns,
+                    frame=m.frame,
+                    seq=m.seq,
+                )
             rec.write(m)
     info = build_cache(path, SPEC, tmp_path / "cache")
     done = json.loads((info.directory / "done.json").read_text())
