@@ -26,43 +26,19 @@ import numpy as np
 
 from edgefuse._kernels import deskew_points
 from edgefuse.errors import InputError
-from edgefuse.geometry import Transform, matrix_to_quat, matrix_to_rotvec, rotvec_to_matrix
+from edgefuse.geometry import (
+    Transform,
+    matrix_to_quat,
+    matrix_to_rotvec,
+    quats_to_matrices,
+    rotvec_to_matrix,
+    rotvecs_to_matrices,
+)
 from edgefuse.types import POINT_TIME_FIELD, Imu, Message, Odometry, PointCloud, RadarScan
 
 
 class MotionInputError(InputError):
     """Bad input to motion compensation (names the input and what was expected)."""
-
-
-def _quat_to_matrices(q: np.ndarray) -> np.ndarray:
-    """(N, 4) quaternions x y z w (normalized here) → (N, 3, 3)."""
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    x, y, z, w = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    R = np.empty((q.shape[0], 3, 3))
-    R[:, 0, 0] = 1 - 2 * (y * y + z * z)
-    R[:, 0, 1] = 2 * (x * y - z * w)
-    R[:, 0, 2] = 2 * (x * z + y * w)
-    R[:, 1, 0] = 2 * (x * y + z * w)
-    R[:, 1, 1] = 1 - 2 * (x * x + z * z)
-    R[:, 1, 2] = 2 * (y * z - x * w)
-    R[:, 2, 0] = 2 * (x * z - y * w)
-    R[:, 2, 1] = 2 * (y * z + x * w)
-    R[:, 2, 2] = 1 - 2 * (x * x + y * y)
-    return R
-
-
-def _rotvecs_to_matrices(rv: np.ndarray) -> np.ndarray:
-    """(N, 3) axis-angle → (N, 3, 3) (Rodrigues, vectorized)."""
-    theta = np.linalg.norm(rv, axis=1)
-    safe = np.where(theta > 1e-12, theta, 1.0)
-    k = rv / safe[:, None]
-    K = np.zeros((rv.shape[0], 3, 3))
-    K[:, 0, 1], K[:, 0, 2] = -k[:, 2], k[:, 1]
-    K[:, 1, 0], K[:, 1, 2] = k[:, 2], -k[:, 0]
-    K[:, 2, 0], K[:, 2, 1] = -k[:, 1], k[:, 0]
-    s = np.where(theta > 1e-12, np.sin(theta), 0.0)[:, None, None]
-    c = np.where(theta > 1e-12, 1 - np.cos(theta), 0.0)[:, None, None]
-    return np.eye(3)[None] + s * K + c * (K @ K)
 
 
 @dataclass(frozen=True)
@@ -185,18 +161,18 @@ class EgoTrajectory:
             f = ((ti - ts[j]) / (ts[j + 1] - ts[j]).astype(np.float64))[:, None]
             qa, qb = self.orientations[j], self.orientations[j + 1]
             qb = np.where((np.sum(qa * qb, axis=1) < 0)[:, None], -qb, qb)  # shortest way round
-            R[inside] = _quat_to_matrices((1 - f) * qa + f * qb)
+            R[inside] = quats_to_matrices((1 - f) * qa + f * qb)
             p[inside] = (1 - f) * self.positions[j] + f * self.positions[j + 1]
         out = ~inside
         if out.any():
             to = t[out]
             j = np.where(to < ts[0], 0, ts.shape[0] - 1)
             dt = ((to - ts[j]) * 1e-9)[:, None]
-            R0 = _quat_to_matrices(self.orientations[j])
+            R0 = quats_to_matrices(self.orientations[j])
             # constant body twist: R(t) = R0·exp(ω dt); p(t) ≈ p0 + R0·(v dt) rotated half-way (mid-point)
             w, v = self.angular_velocity[j], self.linear_velocity[j]
-            R[out] = R0 @ _rotvecs_to_matrices(w * dt)
-            half = _rotvecs_to_matrices(w * dt / 2)
+            R[out] = R0 @ rotvecs_to_matrices(w * dt)
+            half = rotvecs_to_matrices(w * dt / 2)
             p[out] = self.positions[j] + np.einsum("nij,nj->ni", R0 @ half, v * dt)
         return R, p
 

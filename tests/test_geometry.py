@@ -13,7 +13,9 @@ from edgefuse.geometry import (
     matrix_to_rotvec,
     matrix_to_rpy,
     quat_to_matrix,
+    quats_to_matrices,
     rotvec_to_matrix,
+    rotvecs_to_matrices,
     rpy_to_matrix,
 )
 
@@ -155,3 +157,12 @@ def test_camera_model_validates():
         CameraModel(640, 480, np.eye(3), [0.0] * 4)
     with pytest.raises(ValueError, match="one of"):
         CameraModel(640, 480, np.eye(3), [0.0] * 5, model="orthographic")
+
+
+def test_batch_rotations_equal_the_single_ones():
+    rng = np.random.default_rng(7)
+    q = rng.normal(size=(50, 4))
+    rv = rng.normal(size=(50, 3))
+    rv[0] = 0.0
+    np.testing.assert_allclose(quats_to_matrices(q), [quat_to_matrix(x) for x in q], atol=1e-12)
+    np.testing.assert_allclose(rotvecs_to_matrices(rv), [rotvec_to_matrix(x) for x in rv], atol=1e-12)
