@@ -267,13 +267,13 @@ def cmd_sync_report(args) -> dict:
 
 def cmd_train(args) -> dict:
     from edgefuse.model.io import parse_modalities
-    from edgefuse.model.train import train_model
+    from edgefuse.model.train import dropout_rates, train_model
 
     return train_model(
         args.data, args.out, epochs=args.epochs, fusion=args.fusion,
         modalities=parse_modalities(args.modalities), config=args.config, seed=args.seed,
         batch_size=args.batch_size, lr=args.lr, cache_root=args.cache,
-        modality_dropout=args.modality_dropout,
+        modality_dropout=dropout_rates(args.modality_dropout),
         command=(f"edgefuse train --data {' '.join(args.data)} --out {args.out} --epochs {args.epochs} "
                  f"--fusion {args.fusion} --modalities {args.modalities} --config {args.config} "
                  f"--seed {args.seed} --batch-size {args.batch_size} --lr {args.lr} "
@@ -489,7 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--modality-dropout", type=float, default=0.15, metavar="P", help="per-sample drop rate")
+    p.add_argument(
+        "--modality-dropout",
+        default="0.15",
+        metavar="P|NAME=P,…",
+        help="per-sample drop rate: one for all, or per modality (camera=0.15,lidar=0.4,radar=0.15)",
+    )
     p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default DIR/cache)")
     _add_json(p)
     p.set_defaults(func=cmd_train)

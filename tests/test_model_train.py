@@ -143,3 +143,20 @@ def test_modality_dropout_never_drops_everything():
     assert any(
         len(k) == 3 for k in [drop_modalities(rng, 0.1, ("camera", "lidar", "radar")) for _ in range(50)]
     )
+
+
+def test_modality_dropout_rates_per_modality():
+    from edgefuse.errors import InputError
+    from edgefuse.model.train import dropout_rates
+
+    assert dropout_rates(0.2) == {"camera": 0.2, "lidar": 0.2, "radar": 0.2}
+    assert dropout_rates("0.2") == dropout_rates(0.2)
+    assert dropout_rates("lidar=0.5, radar=0.1") == {"lidar": 0.5, "radar": 0.1}
+    for bad in ("sonar=0.1", "lidar=1.0", "lidar=x", "many"):
+        with pytest.raises(InputError, match="modality_dropout|--modality-dropout"):
+            dropout_rates(bad)
+    rng = np.random.default_rng(0)
+    kept = [drop_modalities(rng, {"lidar": 0.6}, ("camera", "lidar", "radar")) for _ in range(2000)]
+    lidar_dropped = sum("lidar" not in k for k in kept) / len(kept)
+    assert 0.55 < lidar_dropped < 0.65  # binomial sd ≈ 0.011
+    assert all("camera" in k and "radar" in k for k in kept)  # rate 0 (not named): never dropped

@@ -29,23 +29,55 @@ from edgefuse.model.network import INPUT_NAMES, FusionNet
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``modality_dropout``: per sample, each present modality is dropped with this probability (never
-    all of them); ``max_grad_norm``: gradient clipping."""
+    """``modality_dropout``: per sample, each present modality is dropped with its probability (one rate
+    for all, or a rate per modality name — absent names are never dropped; never all of them);
+    ``max_grad_norm``: gradient clipping."""
 
     epochs: int = 20
     batch_size: int = 4
     lr: float = 2e-3
     weight_decay: float = 1e-2
-    modality_dropout: float = 0.15
+    modality_dropout: float | dict[str, float] = 0.15
     max_grad_norm: float = 10.0
     seed: int = 0
     threads: int = 2
 
 
-def drop_modalities(rng: np.random.Generator, p: float, present: tuple[str, ...]) -> tuple[str, ...]:
-    """The modalities kept for one sample: each of ``present`` dropped with probability ``p``; if that
-    would drop all of them, one (uniformly chosen) is kept."""
-    keep = tuple(m for m in present if rng.random() >= p)
+def dropout_rates(p: float | dict[str, float] | str) -> dict[str, float]:
+    """Per-modality drop probabilities from one rate for all (``0.15``), a mapping, or the CLI text
+    ``"camera=0.15,lidar=0.4,radar=0.15"`` (names not given are never dropped). Names and the range
+    [0, 1) are checked."""
+    from edgefuse.errors import InputError
+
+    if isinstance(p, str):
+        if "=" not in p:
+            try:
+                p = float(p)
+            except ValueError:
+                raise InputError(f"--modality-dropout: expected P or NAME=P,…, got {p!r}") from None
+        else:
+            pairs = [kv.split("=", 1) for kv in p.split(",") if kv.strip()]
+            try:
+                p = {k.strip(): float(v) for k, v in pairs}
+            except ValueError:
+                raise InputError(f"--modality-dropout: expected NAME=P,… with numbers, got {p!r}") from None
+    rates = {m: float(p) for m in MODALITIES} if isinstance(p, (int, float)) else dict(p)
+    for m, r in rates.items():
+        if m not in MODALITIES:
+            raise InputError(f"modality_dropout: unknown modality {m!r}; expected some of {list(MODALITIES)}")
+        if not 0.0 <= r < 1.0:
+            raise InputError(f"modality_dropout[{m}]: expected a probability in [0, 1), got {r}")
+    return rates
+
+
+def drop_modalities(
+    rng: np.random.Generator, p: float | dict[str, float], present: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The modalities kept for one sample: each of ``present`` dropped with its probability (``p`` as
+    :func:`dropout_rates` reads it; one draw per present modality, always); if that would drop all of
+    them, one (uniformly chosen) is kept."""
+    rates = dropout_rates(p)
+    keep = tuple(m for m in present if rng.random() >= rates.get(m, 0.0))
     if not keep:
         keep = (present[int(rng.integers(len(present)))],)
     return keep
@@ -94,6 +126,8 @@ def fit(
         start_epoch = int(ckpt["epoch"])
         losses = [float(x) for x in ckpt["losses"]]
     present = tuple(m for m in MODALITIES if m in net.config.modalities)
+    rates = dropout_rates(cfg.modality_dropout)
+    dropping = any(rates.get(m, 0.0) > 0 for m in present)
     t0 = clock()
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
@@ -108,11 +142,7 @@ def fit(
             feeds, targets = [], []
             for i in idx:
                 feed, target = samples.get(int(i))
-                keep = (
-                    drop_modalities(rng, cfg.modality_dropout, present)
-                    if cfg.modality_dropout > 0
-                    else present
-                )
+                keep = drop_modalities(rng, rates, present) if dropping else present
                 feeds.append(apply_modalities(feed, keep))
                 targets.append(target)
             x = _to_torch(stack(feeds))
@@ -166,7 +196,7 @@ def train_model(
     seed: int = 0,
     batch_size: int = 4,
     lr: float = 2e-3,
-    modality_dropout: float = 0.15,
+    modality_dropout: float | dict[str, float] = 0.15,
     cache_root: str | Path | None = None,
     command: str = "",
     progress: bool = True,
