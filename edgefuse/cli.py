@@ -82,6 +82,7 @@ def cmd_sim_record(args) -> dict:
         args.duration,
         lossless=args.lossless,
         camera_model=args.camera_model,
+        compression=args.compression,
         progress=not getattr(args, "json", False),
         **_sim_params(args.param),
     )
@@ -283,11 +284,12 @@ def cmd_train(args) -> dict:
 
 
 def cmd_eval(args) -> dict:
-    from edgefuse.model.evaluate import default_model, evaluate
+    from edgefuse.model.bundled import default_for_backend
+    from edgefuse.model.evaluate import evaluate
     from edgefuse.model.io import parse_modalities
 
     return evaluate(
-        args.model or default_model(), args.logs, backend=args.backend,
+        args.model or default_for_backend(args.backend), args.logs, backend=args.backend,
         modalities=parse_modalities(args.modalities), out_dir=args.out, cache_root=args.cache,
         max_frames=args.max_frames, progress=not getattr(args, "json", False),
     )  # fmt: skip
@@ -301,9 +303,9 @@ def _human_eval(r: dict) -> None:
 
 def cmd_export(args) -> dict:
     from edgefuse.engine.export import export_onnx
-    from edgefuse.model.evaluate import default_model
+    from edgefuse.model.bundled import bundled_model
 
-    out = export_onnx(args.model or default_model(), args.out, plugins=args.plugins)
+    out = export_onnx(args.model or bundled_model("pt"), args.out, plugins=args.plugins)
     return {"out": str(out), "plugins": args.plugins, "bytes": out.stat().st_size}
 
 
@@ -501,7 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="mAP / per-class AP / mAVE / latency of a model on simulator logs")
     p.add_argument("logs", nargs="+", metavar="LOG", help="held-out simulator logs")
-    p.add_argument("--model", default=None, help=".pt, .onnx or .engine (default: the bundled model)")
+    p.add_argument(
+        "--model", default=None,
+        help=".pt, .onnx or .engine (default: the bundled edge.pt, or edge.onnx for onnxruntime/no torch)",
+    )  # fmt: skip
     p.add_argument(
         "--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None, help="default: from the file"
     )
@@ -553,7 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare, human=_human_compare)
 
     def pipeline_common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", default=None, help=".pt/.onnx/.engine (default: the bundled model)")
+        p.add_argument(
+            "--model", default=None, help=".pt/.onnx/.engine (default: the bundled INT8 model edge.int8.onnx)"
+        )
         p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
                        help="default: from the model file")  # fmt: skip
         p.add_argument(
@@ -624,6 +631,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .mcap path")
     p.add_argument("--lossless", action="store_true", help="camera frames as rgb8 instead of JPEG")
     p.add_argument("--camera-model", default="pinhole", choices=("pinhole", "fisheye"))
+    p.add_argument(
+        "--compression", default="lz4", choices=("lz4", "zstd", "none"),
+        help="MCAP chunk compression (default lz4: fastest; zstd: ~20%% smaller)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_sim_record)
 
     p = sim_sub.add_parser("preview", help="write camera.png (GT boxes) and bev.png (LiDAR + radar + boxes)")

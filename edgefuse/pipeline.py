@@ -824,25 +824,15 @@ def run_deterministic(
 
 
 def load_backend(model: str | Path | None, backend: str | None = None, threads: int = 2):
-    """Open ``model`` (``.pt``/``.onnx``/``.engine``; None = the bundled model) with
+    """Open ``model`` (``.pt``/``.onnx``/``.engine``; None = the bundled INT8 ONNX model) with
     :func:`edgefuse.engine.backends.open_backend`."""
     from edgefuse.engine.backends import open_backend
+    from edgefuse.model.bundled import bundled_model
 
-    path = Path(model) if model is not None else _default_model()
+    path = Path(model) if model is not None else bundled_model("int8")
     if not path.is_file():
         raise InputError(f"--model {path}: no such model file; expected a .pt, .onnx or .engine model")
     return open_backend(path, backend=backend, threads=threads)
-
-
-def _default_model() -> Path:
-    from edgefuse.model.evaluate import BUNDLED_MODEL
-
-    if not BUNDLED_MODEL.is_file():
-        raise InputError(
-            f"--model: not given and no bundled model at {BUNDLED_MODEL}; pass --model PATH "
-            "(a .pt from `edgefuse train`, or its .onnx export)"
-        )
-    return BUNDLED_MODEL
 
 
 # ================================================================ entry points

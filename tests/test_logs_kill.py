@@ -40,7 +40,7 @@ def expected(i: int) -> np.ndarray:
     return (np.arange(400, dtype=np.float32) + 1000 * i).reshape(100, 4)
 
 
-@pytest.mark.parametrize("compression", ["zstd", "none"])
+@pytest.mark.parametrize("compression", ["zstd", "lz4", "none"])
 def test_sigkill_keeps_closed_chunks(tmp_path, compression):
     path = tmp_path / "killed.mcap"
     proc = subprocess.Popen(

@@ -178,7 +178,7 @@ def calibration() -> Calibration:
     )
 
 
-@pytest.fixture(params=["zstd", "none"])
+@pytest.fixture(params=["zstd", "lz4", "none"])
 def recorded(tmp_path, request):
     path = tmp_path / f"log_{request.param}.mcap"
     msgs = sample_messages()

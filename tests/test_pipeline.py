@@ -263,9 +263,9 @@ def test_sigterm_during_replay_leaves_a_complete_log(sim_log, onnx_model, tmp_pa
 
 def test_replay_without_model_names_the_flag(sim_log, capsys):
     from edgefuse.cli import main
-    from edgefuse.model.evaluate import BUNDLED_MODEL
+    from edgefuse.model.bundled import FILES
 
-    if BUNDLED_MODEL.is_file():
+    if FILES["int8"].is_file():
         pytest.skip("a bundled model exists")
     assert main(["replay", str(sim_log)]) == 2
     assert "--model" in capsys.readouterr().err

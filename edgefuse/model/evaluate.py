@@ -190,19 +190,6 @@ def write_bev_png(path: Path, feed, pred: Detections, gt: Detections, spec, erro
     return path
 
 
-#: The bundled default model (shipped in the package).
-BUNDLED_MODEL = Path(__file__).parent / "weights" / "edge.pt"
-
-
-def default_model() -> Path:
-    if not BUNDLED_MODEL.is_file():
-        raise InputError(
-            f"eval --model: no model given and no bundled model at {BUNDLED_MODEL}; "
-            "train one (edgefuse train …) and pass --model DIR/model.pt"
-        )
-    return BUNDLED_MODEL
-
-
 def format_eval(r: dict) -> str:
     """The human view of :func:`evaluate`'s result."""
 

@@ -12,7 +12,9 @@ Steps (each skips what is already done, so the recipe resumes after an interrupt
    (the CPU deployment path, ~3× faster than torch eager), on every held-out scenario; the fused model
    also with sensors removed at run time (``--modalities``). Results go to ``WORK/results.json`` and
    the two ablation tables to ``WORK/ablation.md`` (paste into docs/model.md).
-5. ``bundle`` — copy the fused model to ``edgefuse/model/weights/edge.pt`` (the default of ``eval``).
+5. ``bundle`` — the fused model into the package (:mod:`edgefuse.model.bundled`): ``edge.pt``, its
+   fp32 ONNX export ``edge.onnx`` and ``edge.int8.onnx`` (INT8 QDQ calibrated on ``QUANT_FRAMES``
+   training frames spread over every training log).
 
     python -m edgefuse.model.recipe --work runs/recipe [--steps record,train,ablate,eval,bundle] [--epochs N]
 """
@@ -43,6 +45,7 @@ ABLATIONS = {
     "lidar+camera": ("camera", "lidar"),
     "all": ("camera", "lidar", "radar"),
 }
+QUANT_FRAMES = 64
 RUNTIME_REMOVALS = {
     "all sensors": ("camera", "lidar", "radar"),
     "no LiDAR": ("camera", "radar"),
@@ -111,12 +114,13 @@ def _onnx(model_pt: Path) -> Path:
     return out
 
 
-def _scored(work: Path, model_pt: Path, label: str, modalities=None) -> dict:
-    """{scenario: evaluate(...)} of one model (ONNX, onnxruntime) with ``modalities`` on; each result is
-    kept in ``WORK/eval/<label>/<scenario>/result.json`` and reused while newer than the model."""
+def _scored(work: Path, model_file: Path, label: str, modalities=None) -> dict:
+    """{scenario: evaluate(...)} of one model (a ``.pt`` is exported to ONNX first; run by onnxruntime)
+    with ``modalities`` on; each result is kept in ``WORK/eval/<label>/<scenario>/result.json`` and
+    reused while newer than the model."""
     from edgefuse.model.evaluate import evaluate
 
-    model = _onnx(model_pt)
+    model = _onnx(model_file) if model_file.suffix == ".pt" else model_file
     per = {}
     for sc, logs in eval_logs(work).items():
         out = work / "eval" / label / sc
@@ -141,9 +145,32 @@ def step_eval(work: Path) -> dict:
         for label, mods in RUNTIME_REMOVALS.items():
             same = mods == ABLATIONS["all"]  # all sensors on: the ablation row of the fused model
             results["runtime"][label] = _scored(work, fused, "all" if same else f"rt_{label}", mods)
+    from edgefuse.model.bundled import FILES
+
+    if FILES["int8"].is_file():  # the bundled INT8 model against its fp32 export (deployment issue)
+        results["precision"] = {
+            "fp32": _scored(work, FILES["onnx"], "bundled_fp32"),
+            "int8": _scored(work, FILES["int8"], "bundled_int8"),
+        }
     (work / "results.json").write_text(json.dumps(results, indent=2))
     (work / "ablation.md").write_text(tables(results))
     return results
+
+
+def step_bundle(work: Path) -> list[Path]:
+    """Copy the fused model into the package and write its fp32 and INT8 ONNX files there."""
+    from edgefuse.engine.export import export_onnx, read_onnx_manifest
+    from edgefuse.engine.quantize import calibration_feeds, quantize_int8
+    from edgefuse.model.bundled import FILES
+
+    FILES["pt"].parent.mkdir(exist_ok=True)
+    shutil.copyfile(work / "models" / "all" / "model.pt", FILES["pt"])
+    export_onnx(FILES["pt"], FILES["onnx"])
+    feeds = calibration_feeds(
+        train_logs(work), read_onnx_manifest(FILES["onnx"]), work / "cache", max_frames=QUANT_FRAMES
+    )
+    quantize_int8(FILES["onnx"], FILES["int8"], feeds)
+    return [FILES["pt"], FILES["onnx"], FILES["int8"]]
 
 
 def tables(results: dict) -> str:
@@ -183,7 +210,14 @@ def tables(results: dict) -> str:
         + head
         + "\n".join(row(k, v) for k, v in results["runtime"].items())
     )
-    return a + b + "\n"
+    c = ""
+    if results.get("precision"):
+        c = (
+            "\n\n(c) the bundled model, fp32 vs INT8 QDQ (onnxruntime)\n\n"
+            + head
+            + "\n".join(row(k, v) for k, v in results["precision"].items())
+        )
+    return a + b + c + "\n"
 
 
 def main(argv=None) -> None:
@@ -204,10 +238,8 @@ def main(argv=None) -> None:
     if "eval" in steps:
         print(tables(step_eval(work)))
     if "bundle" in steps:
-        dst = Path(__file__).parent / "weights" / "edge.pt"
-        dst.parent.mkdir(exist_ok=True)
-        shutil.copyfile(work / "models" / "all" / "model.pt", dst)
-        print(f"bundled {dst} ({dst.stat().st_size / 1e6:.2f} MB)")
+        for path in step_bundle(work):
+            print(f"bundled {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 
 if __name__ == "__main__":
