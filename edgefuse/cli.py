@@ -199,18 +199,13 @@ def cmd_calibrate_import(args) -> dict:
     )
 
 
-def _inference_threads() -> int:
-    """Backend threads for the real-time pipeline: one core is left to sources, sync and sinks (on a
-    2-core machine 2 inference threads measured slower than 1: docs/benchmarks.md, Pipeline replay)."""
-    return max(1, (os.cpu_count() or 2) - 1)
-
-
 def cmd_demo(args) -> dict:
     from edgefuse.demo import run_demo
 
     return run_demo(
-        args.out, args.scenario, args.seed, args.duration, progress=not getattr(args, "json", False)
-    )
+        args.out, args.scenario, args.seed, args.duration, model=args.model,
+        progress=not getattr(args, "json", False),
+    )  # fmt: skip
 
 
 def _human_demo(r: dict) -> None:
@@ -363,12 +358,12 @@ def _pipeline_config(args):
 
 
 def cmd_replay(args) -> dict:
-    from edgefuse.pipeline import load_backend, run_replay
+    from edgefuse.pipeline import inference_threads, load_backend, run_replay
 
     rate = None if args.rate == "max" else float(args.rate)
     if rate is not None and not rate > 0:
         raise InputError(f"replay --rate: expected 'max' or a positive number, got {args.rate!r}")
-    backend = load_backend(args.model, args.backend, threads=args.threads or _inference_threads())
+    backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads())
     return run_replay(
         args.log, backend, args.out or f"{args.log}.replay", rate=rate, deterministic=args.deterministic,
         kit_path=args.kit, calib_path=args.calib, config=_pipeline_config(args), udp=args.udp,
@@ -378,9 +373,9 @@ def cmd_replay(args) -> dict:
 
 
 def cmd_run(args) -> dict:
-    from edgefuse.pipeline import load_backend, run_live
+    from edgefuse.pipeline import inference_threads, load_backend, run_live
 
-    backend = load_backend(args.model, args.backend, threads=args.threads or _inference_threads())
+    backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads())
     return run_live(
         args.kit, backend, args.out, calib_path=args.calib, duration_s=args.duration,
         config=_pipeline_config(args), udp=args.udp, console=args.console,
@@ -431,11 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="simulate a short drive, record it, summarize it, write pictures")
+    p = sub.add_parser(
+        "demo", help="simulate a drive, run the fusion pipeline on it, score it, write a video and reports"
+    )
     p.add_argument("--out", default="demo-output", help="output directory (default: demo-output)")
     p.add_argument("--scenario", default="default", help="simulator scenario (default: default)")
     p.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
-    p.add_argument("--duration", type=float, default=6.0, help="simulated seconds (default 6)")
+    p.add_argument("--duration", type=float, default=10.0, help="simulated seconds (default 10)")
+    p.add_argument("--model", default=None, help="model file (default: the bundled INT8 edge.int8.onnx)")
     _add_json(p)
     p.set_defaults(func=cmd_demo, human=_human_demo)
 

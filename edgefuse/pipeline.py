@@ -32,6 +32,7 @@ Entry points: :func:`run_replay` (``edgefuse replay``), :func:`run_live` (``edge
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sys
@@ -821,6 +822,12 @@ def run_deterministic(
 
 
 # ================================================================ backends
+
+
+def inference_threads() -> int:
+    """Backend threads for the real-time pipeline: one core is left to sources, sync and sinks (on a
+    2-core machine 2 inference threads measured slower than 1: docs/benchmarks.md, Pipeline replay)."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def load_backend(model: str | Path | None, backend: str | None = None, threads: int = 2):

@@ -129,36 +129,45 @@ def board_points_in_cloud(
     margin_m: float = 0.3,
     min_points: int = 20,
     rings: np.ndarray | None = None,
+    band_m: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
     """The LiDAR points (K, 3) of the board: points within ``margin_m`` of the plate as placed by the
     initial extrinsics, then RANSAC planes through them (up to three, each roughly parallel to the board as
     the camera sees it); the board is the one nearest the sensor (a person holding it stands behind it).
+    The points returned are all those near the plate within ``band_m`` of that plane, not only the RANSAC
+    inliers: the 3 cm RANSAC threshold cuts a 2 cm range noise at 1.5 σ, and that truncation around a
+    (tilted) first guess would bias the plane the solver fits; the solver trims at 3 σ itself.
     Returns (points, their ``rings`` if given), or None when too few points."""
     T_board_lidar = T_cam_board.inverse() @ T_cam_lidar_init
     q = T_board_lidar.apply(xyz_lidar.astype(np.float64))
     w, h = board.plate_size
     near = (np.abs(q[:, 0]) < w / 2 + margin_m / 2) & (np.abs(q[:, 1]) < h / 2 + margin_m / 2)
     near &= np.abs(q[:, 2]) < margin_m
-    cand = xyz_lidar[near].astype(np.float64)
-    cand_rings = rings[near] if rings is not None else None
+    near_pts = xyz_lidar[near].astype(np.float64)
+    near_rings = rings[near] if rings is not None else None
+    cand = near_pts
     n_expect = T_board_lidar.inverse().rotation[:, 2]
-    best: tuple[np.ndarray, np.ndarray | None] | None = None
+    best: tuple[np.ndarray, float] | None = None
     best_dist = np.inf
     first = 0
     for _ in range(3):
         if len(cand) < min_points:
             break
-        n, _d, inl = fit_plane_ransac(cand, threshold_m=0.03)
+        n, d, inl = fit_plane_ransac(cand, threshold_m=0.03)
         k = int(inl.sum())
         first = first or k
         if k < max(min_points, 0.3 * first):
             break
         dist = float(np.linalg.norm(cand[inl].mean(axis=0)))
         if abs(n @ n_expect) > np.cos(np.radians(30.0)) and dist < best_dist:
-            best, best_dist = (cand[inl], cand_rings[inl] if cand_rings is not None else None), dist
+            best, best_dist = (n, d), dist
         cand = cand[~inl]
-        cand_rings = cand_rings[~inl] if cand_rings is not None else None
-    return best
+    if best is None:
+        return None
+    on = np.abs(near_pts @ best[0] - best[1]) < band_m
+    if on.sum() < min_points:
+        return None
+    return near_pts[on], (near_rings[on] if near_rings is not None else None)
 
 
 def board_observation(

@@ -20,6 +20,8 @@ CLASS_COLORS: dict[str, tuple[int, int, int]] = {
     "cyclist": (255, 60, 210),
 }
 assert set(CLASS_COLORS) == set(CLASSES)
+#: Reference (ground-truth) boxes drawn under predictions (RGB).
+TRUTH_COLOR: tuple[int, int, int] = (90, 255, 120)
 
 # the 12 edges of Box3D.corners(): bottom ring, top ring, verticals
 _EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
@@ -100,6 +102,7 @@ def bev_image(
     radar_doppler: np.ndarray | None = None,
     z_range_m: tuple[float, float] = (-0.5, 3.0),
     doppler_range_mps: float = 15.0,
+    truth: list[Detection] = (),
 ) -> np.ndarray:
     """A top view in base_link: forward up, left to the left, the ego near the bottom centre.
 
@@ -107,7 +110,8 @@ def bev_image(
     10 m; LiDAR ``points_base`` (N, 3) m as 1-px dots coloured by height over ``z_range_m`` (TURBO);
     radar ``radar_base`` (M, 3) m as 3-px rings coloured by ``radar_doppler`` (M,) m/s (blue approaching,
     red receding, saturating at ``doppler_range_mps``; white without doppler); boxes as rotated rectangles
-    in their class colour with a heading tick. Returns (H, W, 3) uint8 RGB."""
+    in their class colour with a heading tick; ``truth`` (optional reference boxes, e.g. ground truth under
+predictions) as thin green outlines beneath them. Returns (H, W, 3) uint8 RGB."""
     pts = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
     rad = np.asarray(radar_base, dtype=np.float64).reshape(-1, 3)
     if radar_doppler is not None:
@@ -151,6 +155,9 @@ def bev_image(
         for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):  # 2×2 px dots
             img[px[ok, 1] + dr, px[ok, 0] + dc] = rgb
     # boxes
+    for det in truth:
+        poly = np.round(to_px(det.box.corners()[:4, :2]) * 16).astype(np.int32)
+        cv2.polylines(img, [poly], True, TRUTH_COLOR, 1, cv2.LINE_AA, 4)
     for det in boxes:
         colour = CLASS_COLORS.get(det.label, (255, 255, 255))
         c = det.box.corners()[:4, :2]
