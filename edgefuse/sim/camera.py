@@ -714,7 +714,9 @@ def _rasterize(dl: _DrawList, tables: _CameraTables, img: np.ndarray, ids: np.nd
     f = np.array([Ki[0, 0], Ki[1, 1]])
     with np.errstate(divide="ignore", invalid="ignore"):
         uv = allv[:, :2] / allv[:, 2:3] * f + Ki[:2, 2]
-    uvi = np.rint(np.nan_to_num(uv, nan=0.0, posinf=0.0, neginf=0.0) * 16.0).astype(np.int32)
+    # culled polygons may sit far off (or behind): clamp them inside int32 (drawn ones are far inside it)
+    uv = np.clip(np.nan_to_num(uv, nan=0.0, posinf=0.0, neginf=0.0), -(2.0**26), 2.0**26)
+    uvi = np.rint(uv * 16.0).astype(np.int32)
     n_poly = np.array([len(c) for c in dl.counts])
     b_first = np.concatenate([[0], np.cumsum(n_poly)[:-1]])
     b_inside = np.logical_and.reduceat(inside, b_first).tolist()
