@@ -40,7 +40,7 @@ class ModelConfig:
     head_channels: int = 32
     bev_downsample: int = 2
     head_stride: int = 1
-    lift_heights_m: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+    lift_heights_m: tuple[float, ...] = (0.5, 1.25, 2.0)
     top_k: int = 100
     extra: dict = field(default_factory=dict)
 
@@ -84,8 +84,8 @@ class ModelConfig:
 
 def edge_spec():
     """The tensor spec of the default (edge) model: the front camera at 224×400, LiDAR and radar pillars
-    of 0.32 m over ±40.96 m (a 256×256 grid), up to 6000 LiDAR pillars of 16 points (simulated urban
-    sweeps fill 2400–3300) and 256 radar pillars of 8 points."""
+    of 0.32 m over ±40.96 m (a 256×256 grid), up to 6000 LiDAR pillars of 8 points (simulated urban
+    sweeps fill 2400–5400) and 256 radar pillars of 8 points."""
     from edgefuse.tensors import TensorSpec
 
     return TensorSpec(
@@ -94,7 +94,7 @@ def edge_spec():
         y_range=(-40.96, 40.96),
         pillar_size=(0.32, 0.32),
         max_pillars=6000,
-        max_points_per_pillar=16,
+        max_points_per_pillar=8,
         radar_max_pillars=256,
         radar_max_points_per_pillar=8,
     )
