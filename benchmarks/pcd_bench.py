@@ -77,18 +77,35 @@ def run(points: int, repeats: int) -> dict:
             ours_m = pcd_columns(read_pcd(path))[1]
             theirs_m = pypcd4.PointCloud.from_path(path).numpy()
             assert np.array_equal(ours_m, theirs_m) and np.array_equal(ours_m, cloud.data), enc
-            r_ours, r_theirs = pair(lambda p=path: read_pcd(p),
-                                    lambda p=path: pypcd4.PointCloud.from_path(p), reps)
-            m_ours, m_theirs = pair(lambda p=path: pcd_columns(read_pcd(p)),
-                                    lambda p=path: pypcd4.PointCloud.from_path(p).numpy(), reps)
-            w_ours, w_theirs = pair(lambda e=enc: write_pcd(tmp / f"w_{e}.pcd", cloud, e),
-                                    lambda e=enc: pc4.save(tmp / f"p_{e}.pcd", encoding=pypcd4.Encoding(e)),
-                                    reps)
+            r_ours, r_theirs = pair(
+                lambda p=path: read_pcd(p), lambda p=path: pypcd4.PointCloud.from_path(p), reps
+            )
+            m_ours, m_theirs = pair(
+                lambda p=path: pcd_columns(read_pcd(p)),
+                lambda p=path: pypcd4.PointCloud.from_path(p).numpy(),
+                reps,
+            )
+            w_ours, w_theirs = pair(
+                lambda e=enc: write_pcd(tmp / f"w_{e}.pcd", cloud, e),
+                lambda e=enc: pc4.save(tmp / f"p_{e}.pcd", encoding=pypcd4.Encoding(e)),
+                reps,
+            )
             size = path.stat().st_size
-            for op, o, t in (("read", r_ours, r_theirs), ("read+matrix", m_ours, m_theirs),
-                             ("write", w_ours, w_theirs)):
-                rows.append({"encoding": enc, "op": op, "file_bytes": size, "edgefuse_ms": o * 1e3,
-                             "pypcd4_ms": t * 1e3, "pypcd4_over_edgefuse": t / o})
+            for op, o, t in (
+                ("read", r_ours, r_theirs),
+                ("read+matrix", m_ours, m_theirs),
+                ("write", w_ours, w_theirs),
+            ):
+                rows.append(
+                    {
+                        "encoding": enc,
+                        "op": op,
+                        "file_bytes": size,
+                        "edgefuse_ms": o * 1e3,
+                        "pypcd4_ms": t * 1e3,
+                        "pypcd4_over_edgefuse": t / o,
+                    }
+                )
         # LZF alone: C module vs our pure-Python decoder on this cloud's compressed block
         data = (tmp / "ours_binary_compressed.pcd").read_bytes()
         start = data.index(b"DATA binary_compressed\n") + len(b"DATA binary_compressed\n")
@@ -99,12 +116,22 @@ def run(points: int, repeats: int) -> dict:
         py_s = timed(lambda: lzf_decompress_py(block, int(usize)), max(1, repeats // 3))
         full_py = timed(lambda: parse_pcd(data, "x", use_library=False), max(1, repeats // 3))
         full_c = timed(lambda: parse_pcd(data, "x"), repeats)
-    lzf = {"compressed_bytes": int(csize), "uncompressed_bytes": int(usize), "c_module_ms": c_s * 1e3,
-           "pure_python_ms": py_s * 1e3, "python_over_c": py_s / c_s,
-           "parse_binary_compressed_c_ms": full_c * 1e3, "parse_binary_compressed_python_ms": full_py * 1e3}
+    lzf = {
+        "compressed_bytes": int(csize),
+        "uncompressed_bytes": int(usize),
+        "c_module_ms": c_s * 1e3,
+        "pure_python_ms": py_s * 1e3,
+        "python_over_c": py_s / c_s,
+        "parse_binary_compressed_c_ms": full_c * 1e3,
+        "parse_binary_compressed_python_ms": full_py * 1e3,
+    }
     return {
         "machine": machine(pypcd4),
-        "points": points, "fields": list(cloud.fields), "repeats": repeats, "rows": rows, "lzf": lzf,
+        "points": points,
+        "fields": list(cloud.fields),
+        "repeats": repeats,
+        "rows": rows,
+        "lzf": lzf,
     }
 
 
@@ -115,13 +142,17 @@ def markdown(res: dict) -> str:
         f"Cloud: {res['points']} points, fields {' '.join(res['fields'])} (F4). "
         f"Machine: {machine_line(res['machine'])}. "
         "Outputs are checked equal before timing.",
-        "", "Rerun: `.venv/bin/python benchmarks/pcd_bench.py` (JSON: `docs/pcd_bench.json`).", "",
+        "",
+        "Rerun: `.venv/bin/python benchmarks/pcd_bench.py` (JSON: `docs/pcd_bench.json`).",
+        "",
         "| encoding | op | file MB | edgefuse ms | pypcd4 ms | pypcd4 / edgefuse |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in res["rows"]:
-        lines.append(f"| {r['encoding']} | {r['op']} | {r['file_bytes'] / 1e6:.2f} | "
-                     f"{r['edgefuse_ms']:.2f} | {r['pypcd4_ms']:.2f} | {r['pypcd4_over_edgefuse']:.2f}× |")
+        lines.append(
+            f"| {r['encoding']} | {r['op']} | {r['file_bytes'] / 1e6:.2f} | "
+            f"{r['edgefuse_ms']:.2f} | {r['pypcd4_ms']:.2f} | {r['pypcd4_over_edgefuse']:.2f}× |"
+        )
     z = res["lzf"]
     lines += [
         "",

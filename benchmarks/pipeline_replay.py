@@ -5,9 +5,11 @@ per-stage p50, throughput — as the pipeline reports them (issue acceptance: no
 
     .venv/bin/python benchmarks/pipeline_replay.py [--log LOG] [--model M.onnx] [--threads 1,2] [--duration S]
 
-Without ``--model`` a freshly initialised edge model is exported (untrained: same cost); INT8 = that model
-quantized (static QDQ) on the log's first 8 frames. Without ``--log`` the default scenario is recorded
-(``--duration`` s). Writes docs/pipeline_replay.json and the "Pipeline replay" section of docs/benchmarks.md.
+Without ``--model`` the bundled model runs (``edge.onnx`` and ``edge.int8.onnx``), or, before one is
+trained, a freshly initialised edge model (same cost) and its INT8 quantization on the log's first 8
+frames; with ``--model M.onnx`` the INT8 side is M quantized that way. Without ``--log`` the default
+scenario is recorded (``--duration`` s). Writes docs/pipeline_replay.json and the "Pipeline replay"
+section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -38,16 +40,23 @@ def main(argv=None) -> dict:
     from edgefuse.profiling import machine_info
 
     work = Path(tempfile.mkdtemp(prefix="edgefuse-replay-bench-"))
-    model = Path(args.model) if args.model else None
-    if model is None:
-        model = untrained_edge_onnx(work)
+    from edgefuse.model.bundled import FILES
+
+    bundled = args.model is None and FILES["onnx"].is_file() and FILES["int8"].is_file()
+    if args.model:
+        model, desc = Path(args.model), f"model {args.model}"
+    elif bundled:
+        model, desc = FILES["onnx"], "the bundled model (edge.onnx, edge.int8.onnx)"
+    else:
+        model, desc = untrained_edge_onnx(work), "untrained edge model (same cost as a trained one)"
     log = Path(args.log) if args.log else work / "default.mcap"
     if args.log is None:
         from edgefuse.sim.run import record
 
         record(log, "default", 0, args.duration, progress=False)
     reader = LogReader(log)
-    int8 = _int8_model(model, work, reader, _kit_for_log(reader, None), reader.calibration())
+    int8 = FILES["int8"] if bundled else _int8_model(model, work, reader, _kit_for_log(reader, None),
+                                                      reader.calibration())  # fmt: skip
     rows = []
     combos = [(p, m, int(t)) for t in args.threads.split(",") for p, m in (("fp32", model), ("int8", int8))]
     for precision, path, threads in combos:
@@ -79,13 +88,14 @@ def main(argv=None) -> dict:
               f"{w['fps'] or 0:6.2f}  {w['loadavg_before'][0]}→{w['loadavg_after'][0]}")  # fmt: skip
     out = {
         "log": str(log),
+        "model": desc,
         "rows": rows,
         "machine": machine_info(),
         "command": "python benchmarks/pipeline_replay.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    (ROOT / "docs" / "pipeline_replay.json").write_text(json.dumps(out, indent=2))
     if not args.no_docs:
+        (ROOT / "docs" / "pipeline_replay.json").write_text(json.dumps(out, indent=2))
         update_docs(out)
     return out
 
@@ -93,10 +103,10 @@ def main(argv=None) -> dict:
 def update_docs(o: dict) -> None:
     m = o["machine"]
     lines = [
-        f"`{o['command']}` — `edgefuse replay LOG --rate 1.0` (threaded pipeline, deadline 100 ms) on a 60 s "
-        "default-scenario simulator log (600 LiDAR frames), ONNX Runtime (intra-op threads per row), "
-        f"untrained edge model (same cost as a trained one). Machine: {m['cpu']}, {m['cpus']} CPUs, "
-        "shared with other jobs (1-min load average before → after each run in the last column).",
+        f"`{o['command']}` — `edgefuse replay LOG --rate 1.0` (threaded pipeline, deadline 100 ms) on a "
+        f"default-scenario simulator log ({o['rows'][0]['frames']} LiDAR frames), ONNX Runtime (intra-op "
+        f"threads per row), {o['model']}. Machine: {m['cpu']}, {m['cpus']} CPUs "
+        "(1-min load average before → after each run in the last column).",
         "",
         "| precision | threads | frames | published | dropped (reason) | e2e p50 ms | e2e p99 ms "
         "| data age p99 ms | preprocess p50 | inference p50 / p99 | fps | load |",

@@ -105,8 +105,14 @@ def main(frames: int = 12) -> dict:
     print(f"{head[0]:<{w}} {head[1]:<14}" + "".join(f"{h:>9}" for h in head[2:]))
     for c in cases:
         m = c["median_ms"]
-        vals = (m["render"], c["p90_render_ms"], m["jpeg"], m["remap"], c["render_over_remap"],
-                c["realtime_factor_30hz_render_jpeg"])
+        vals = (
+            m["render"],
+            c["p90_render_ms"],
+            m["jpeg"],
+            m["remap"],
+            c["render_over_remap"],
+            c["realtime_factor_30hz_render_jpeg"],
+        )
         print(f"{c['scenario']:<{w}} {c['camera']:<14}" + "".join(f"{v:9.2f}" for v in vals))
     write_json("sim_camera_bench", result)
     _update_markdown(result)

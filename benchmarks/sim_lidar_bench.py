@@ -35,10 +35,22 @@ SECTION = "Simulated LiDAR and radar (sim_lidar_bench)"
 def _box_triangles(boxes) -> np.ndarray:
     """(12·B, 3, 3) float32 triangles of the boxes at their current pose (vectorized over boxes)."""
     signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
-    faces = np.array([  # corner indices (x*4 + y*2 + z of the sign bits), two triangles per face
-        (0, 1, 3), (0, 3, 2), (4, 6, 7), (4, 7, 5), (0, 4, 5), (0, 5, 1),
-        (2, 3, 7), (2, 7, 6), (0, 2, 6), (0, 6, 4), (1, 5, 7), (1, 7, 3),
-    ])
+    faces = np.array(
+        [  # corner indices (x*4 + y*2 + z of the sign bits), two triangles per face
+            (0, 1, 3),
+            (0, 3, 2),
+            (4, 6, 7),
+            (4, 7, 5),
+            (0, 4, 5),
+            (0, 5, 1),
+            (2, 3, 7),
+            (2, 7, 6),
+            (0, 2, 6),
+            (0, 6, 4),
+            (1, 5, 7),
+            (1, 7, 3),
+        ]
+    )
     c = np.array([b.center for b in boxes], float)
     half = np.array([b.size for b in boxes], float) / 2.0
     ang = np.array([(b.roll, b.pitch, b.yaw) for b in boxes], float)
@@ -135,9 +147,11 @@ def main(n_sweeps: int = 10) -> dict:
         ("simulate_radar (one scan)", "radar"),
     ]:
         print(f"{name:<34}{med[key]:>10.1f}")
-    print(f"ours / Embree (build + query): {result['cast_vs_embree_total']:.2f}x; "
-          f"first surface agrees on ≥ {100 * result['first_surface_agreement_min']:.2f}% of rays, "
-          f"max range difference {result['range_difference_max_m'] * 1000:.2f} mm")
+    print(
+        f"ours / Embree (build + query): {result['cast_vs_embree_total']:.2f}x; "
+        f"first surface agrees on ≥ {100 * result['first_surface_agreement_min']:.2f}% of rays, "
+        f"max range difference {result['range_difference_max_m'] * 1000:.2f} mm"
+    )
     write_json("sim_lidar_bench", result)
     _update_markdown(result)
     return result

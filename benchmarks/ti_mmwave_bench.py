@@ -49,8 +49,13 @@ def baseline_decode(data: bytes) -> list[tuple[int, list[tuple[float, ...]]]]:
 def make_stream(n_frames: int, n_points: int, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     return b"".join(
-        encode_frame(rng.uniform(-30, 30, (n_points, 4)), i, snr_db=rng.integers(0, 400, n_points) / 10,
-                     noise_db=rng.integers(0, 400, n_points) / 10, time_cpu_cycles=i * 10_000_000)
+        encode_frame(
+            rng.uniform(-30, 30, (n_points, 4)),
+            i,
+            snr_db=rng.integers(0, 400, n_points) / 10,
+            noise_db=rng.integers(0, 400, n_points) / 10,
+            time_cpu_cycles=i * 10_000_000,
+        )
         for i in range(n_frames)
     )
 
@@ -75,22 +80,31 @@ def main() -> None:
         np.testing.assert_allclose(got[-1].to_scan().data, np.array(ref[-1][1], dtype=np.float32), rtol=1e-6)
         t_ours, t_base = best_of(ours, 3), best_of(lambda data=data: baseline_decode(data), 3)
         mb = len(data) / 1e6
-        rows.append({
-            "points_per_frame": n_points, "frames": n_frames, "bytes": len(data),
-            "edgefuse_MBps": mb / t_ours, "struct_loop_MBps": mb / t_base,
-            "edgefuse_us_per_frame": t_ours / n_frames * 1e6,
-            "struct_loop_us_per_frame": t_base / n_frames * 1e6,
-            "speedup_vs_struct_loop": t_base / t_ours,
-            "edgefuse_x_uart_rate": len(data) / t_ours / UART_BYTES_PER_S,
-            "struct_loop_x_uart_rate": len(data) / t_base / UART_BYTES_PER_S,
-        })
-    print(f"{'pts/frame':>9} {'ours MB/s':>10} {'loop MB/s':>10} {'ours µs/fr':>11} {'loop µs/fr':>11} "
-          f"{'speedup':>8} {'ours×UART':>10} {'loop×UART':>10}")
+        rows.append(
+            {
+                "points_per_frame": n_points,
+                "frames": n_frames,
+                "bytes": len(data),
+                "edgefuse_MBps": mb / t_ours,
+                "struct_loop_MBps": mb / t_base,
+                "edgefuse_us_per_frame": t_ours / n_frames * 1e6,
+                "struct_loop_us_per_frame": t_base / n_frames * 1e6,
+                "speedup_vs_struct_loop": t_base / t_ours,
+                "edgefuse_x_uart_rate": len(data) / t_ours / UART_BYTES_PER_S,
+                "struct_loop_x_uart_rate": len(data) / t_base / UART_BYTES_PER_S,
+            }
+        )
+    print(
+        f"{'pts/frame':>9} {'ours MB/s':>10} {'loop MB/s':>10} {'ours µs/fr':>11} {'loop µs/fr':>11} "
+        f"{'speedup':>8} {'ours×UART':>10} {'loop×UART':>10}"
+    )
     for r in rows:
-        print(f"{r['points_per_frame']:>9} {r['edgefuse_MBps']:>10.1f} {r['struct_loop_MBps']:>10.1f} "
-              f"{r['edgefuse_us_per_frame']:>11.1f} {r['struct_loop_us_per_frame']:>11.1f} "
-              f"{r['speedup_vs_struct_loop']:>8.1f} {r['edgefuse_x_uart_rate']:>10.0f} "
-              f"{r['struct_loop_x_uart_rate']:>10.0f}")
+        print(
+            f"{r['points_per_frame']:>9} {r['edgefuse_MBps']:>10.1f} {r['struct_loop_MBps']:>10.1f} "
+            f"{r['edgefuse_us_per_frame']:>11.1f} {r['struct_loop_us_per_frame']:>11.1f} "
+            f"{r['speedup_vs_struct_loop']:>8.1f} {r['edgefuse_x_uart_rate']:>10.0f} "
+            f"{r['struct_loop_x_uart_rate']:>10.0f}"
+        )
     path = write_json("ti_mmwave_bench", {"machine": machine(), "results": rows})
     print(f"wrote {path}")
 
