@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from _report import DOCS, ROOT, machine, machine_line, replace_section, write_json
+from _report import DOCS, machine, machine_line, replace_section, write_json
 
 from edgefuse.engine.export import export_onnx
 from edgefuse.engine.quantize import (
@@ -32,8 +32,9 @@ from edgefuse.engine.quantize import (
     head_outputs,
     quantize_int8,
 )
+from edgefuse.model.bundled import FILES
 
-BUNDLED = ROOT / "edgefuse" / "model" / "weights" / "edge.pt"
+BUNDLED = FILES["pt"]  # the bundled model (edgefuse.model.bundled)
 VARIANTS = {
     "fp32": None,
     "int8 image+fusion+backbone+head (default)": dict(scopes=QUANTIZED_SCOPES),

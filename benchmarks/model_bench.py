@@ -18,16 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _report import DOCS, ROOT, machine, write_json
+from _report import DOCS, machine, write_json
 
 from edgefuse.engine.export import example_feed, export_onnx
 from edgefuse.engine.quantize import quantize_int8
+from edgefuse.model.bundled import FILES
 from edgefuse.model.checkpoint import load_model, new_model, save_model
 from edgefuse.model.config import CONFIGS, edge_spec
 from edgefuse.model.io import INPUT_NAMES
 from edgefuse.model.network import DecodedNet
 
-BUNDLED = ROOT / "edgefuse" / "model" / "weights" / "edge.pt"
+BUNDLED = FILES["pt"]  # the bundled model (edgefuse.model.bundled)
 
 
 def flops(net, args) -> int:
