@@ -84,7 +84,7 @@ def step_record(work: Path) -> None:
         tmp.replace(path)
 
 
-def step_train(work: Path, name: str, modalities, epochs: int) -> Path:
+def step_train(work: Path, name: str, modalities, epochs: int, threads: int = 2) -> Path:
     from edgefuse.model.train import train_model
 
     out = work / "models" / name
@@ -98,6 +98,7 @@ def step_train(work: Path, name: str, modalities, epochs: int) -> Path:
             seed=0,
             frame_step=FRAME_STEP,
             modality_dropout=MODALITY_DROPOUT,
+            threads=threads,
             cache_root=work / "cache",
             command=f"recipe train {name} --epochs {epochs}",
         )
@@ -225,16 +226,27 @@ def main(argv=None) -> None:
     ap.add_argument("--work", default="runs/recipe")
     ap.add_argument("--steps", default="record,train,ablate,eval,bundle")
     ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument(
+        "--models", default=",".join(ABLATIONS), help="the ablation models this process trains (ablate step)"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=2,
+        help="torch threads; on a busy 2-core box two processes of 1 thread (--models split) waste less",
+    )  # fmt: skip
     a = ap.parse_args(argv)
     work = Path(a.work)
     steps = a.steps.split(",")
     if "record" in steps:
         step_record(work)
     if "train" in steps:
-        step_train(work, "all", ABLATIONS["all"], a.epochs)
+        step_train(work, "all", ABLATIONS["all"], a.epochs, a.threads)
     if "ablate" in steps:
-        for name, mods in ABLATIONS.items():
-            step_train(work, name, mods, a.epochs)
+        chosen = [m.strip() for m in a.models.split(",") if m.strip()]
+        unknown = [m for m in chosen if m not in ABLATIONS]
+        if unknown:
+            ap.error(f"--models: unknown {unknown}; expected some of {list(ABLATIONS)}")
+        for name in chosen:
+            step_train(work, name, ABLATIONS[name], a.epochs, a.threads)
     if "eval" in steps:
         print(tables(step_eval(work)))
     if "bundle" in steps:

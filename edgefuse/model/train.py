@@ -202,13 +202,14 @@ def train_model(
     progress: bool = True,
     spec=None,
     frame_step: int = 1,
+    threads: int = 2,
 ) -> dict:
     """``edgefuse train``: cache the frames of the simulator logs ``data`` (ground-truth topic), build the
     ``config`` network with ``fusion`` and ``modalities``, and :func:`fit` it into ``out_dir`` (resumes
     from ``out_dir/last.pt``). ``spec``: the tensor spec (default
     :func:`~edgefuse.model.config.edge_spec`); ``frame_step``: train on every n-th cached frame
-    (consecutive 10 Hz frames are nearly alike; 2 halves the epoch time). Returns the fit summary plus
-    the dataset size."""
+    (consecutive 10 Hz frames are nearly alike; 2 halves the epoch time); ``threads``: torch intra-op
+    threads. Returns the fit summary plus the dataset size."""
     from dataclasses import replace
 
     from edgefuse.errors import InputError
@@ -247,7 +248,8 @@ def train_model(
         "command": command,
     }
     tcfg = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, modality_dropout=modality_dropout
-    )
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, modality_dropout=modality_dropout,
+        threads=threads,
+    )  # fmt: skip
     r = fit(net, samples, out, manifest, tcfg, progress=progress)
     return {**r, "frames": len(samples), "fusion": fusion, "modalities": list(modalities), "config": config}
