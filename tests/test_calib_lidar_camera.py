@@ -10,20 +10,24 @@ import pytest
 from edgefuse.calib.boards import load_target
 from edgefuse.calib.common import CalibrationError
 from edgefuse.calib.lidar_camera import (
+    BoardObservation,
     board_observation,
     fit_plane_ransac,
+    fit_plane_rays,
+    group_holds,
     solve_lidar_camera,
     transform_error,
 )
-from edgefuse.calib.simdata import lidar_camera_frames
+from edgefuse.calib.simdata import lidar_camera_frames, static_board_frames
 from edgefuse.cli import main
-from edgefuse.geometry import Transform
+from edgefuse.geometry import Transform, matrix_to_rotvec
 from edgefuse.logs import Recorder
 from edgefuse.rig import load_calibration, save_calibration
 from edgefuse.sim.rig import sim_calibration
 from edgefuse.types import Image, Message
 
 BOARD = "calibration/targets/board-a.yaml"
+FRAMES_PER_POSE = 6  # camera image + LiDAR sweep pairs per board hold (a log gives ~6-20)
 
 
 def _truth() -> Transform:
@@ -41,7 +45,9 @@ def _observations(frames):
     board = load_target(BOARD)
     obs = []
     for k, (img, cloud, _t) in enumerate(frames):
-        o = board_observation(f"f{k}", img, cloud.xyz, board, calib.cameras["cam_front"], _initial())
+        o = board_observation(
+            f"f{k}", img, cloud.xyz, board, calib.cameras["cam_front"], _initial(), rings=cloud.column("ring")
+        )
         assert not isinstance(o, str), o
         obs.append(o)
     return obs
@@ -49,7 +55,7 @@ def _observations(frames):
 
 @pytest.fixture(scope="module")
 def frames_seed0():
-    return lidar_camera_frames(0, frames_per_pose=3)
+    return lidar_camera_frames(0, frames_per_pose=FRAMES_PER_POSE)
 
 
 def test_plane_ransac_recovers_a_plane_with_outliers():
@@ -67,35 +73,127 @@ def test_plane_ransac_recovers_a_plane_with_outliers():
     assert inl[:400].mean() > 0.99 and inl[400:].mean() < 0.1
 
 
+def _range_noise_plane(rng, n_points: int, tilt_deg: float, sigma_m: float):
+    """Points of a 0.9 × 0.7 m plate 4 m in front of a LiDAR at the origin, turned ``tilt_deg`` about
+    the vertical, with Gaussian range noise (along each ray): (points (K, 3), true n, true d)."""
+    a = np.radians(tilt_deg)
+    n = np.array([-np.cos(a), np.sin(a), 0.0])  # facing the sensor (x forward), turned
+    centre = np.array([4.0, 0.3, 0.2])
+    u = np.cross(n, [0.0, 0.0, 1.0])
+    u /= np.linalg.norm(u)
+    s, h = rng.uniform(-0.45, 0.45, n_points), rng.uniform(-0.35, 0.35, n_points)
+    p = centre + s[:, None] * u + h[:, None] * np.array([0.0, 0.0, 1.0])
+    rho = np.linalg.norm(p, axis=1)
+    p = p * ((rho + rng.normal(0, sigma_m, n_points)) / rho)[:, None]
+    return p, n, float(n @ centre)
+
+
+def test_ray_plane_fit_is_unbiased_where_point_to_plane_is_not():
+    """2 cm range noise on a board turned 40°: the SVD (point-to-plane) normal is tilted towards the
+    rays by ~σ²·sin·cos/var(in-plane) ≈ 0.17°; the range-residual fit is not, and its covariance holds."""
+    rng = np.random.default_rng(3)
+    p, n, d = _range_noise_plane(rng, 40000, 40.0, 0.02)
+    c = p.mean(axis=0)
+    n_svd = np.linalg.svd(p - c, full_matrices=False)[2][2]
+    start = n + np.array([0.0, 0.02, 0.02])  # ~1.6° off, as from the camera and an initial calibration
+    fit = fit_plane_rays(p, start / np.linalg.norm(start), d + 0.03)
+    ang = lambda m: float(np.degrees(np.arccos(min(1.0, abs(m @ n)))))  # noqa: E731
+    assert ang(n_svd) > 0.1, ang(n_svd)
+    assert ang(fit.n) < 0.04, ang(fit.n)
+    assert abs(fit.d - d) < 0.002 and abs(fit.sigma_m - 0.02) < 0.001
+    # the covariance: normalized errors over repeated fits are χ² with 3 degrees of freedom (mean 3)
+    chi2 = []
+    for _ in range(40):
+        p, n, d = _range_noise_plane(rng, 2000, 40.0, 0.02)
+        f = fit_plane_rays(p, n, d)
+        off = (f.d - f.n @ f.centre) - (d - n @ f.centre)  # offset error at the fit's centre
+        e = np.array([f.basis[0] @ n, f.basis[1] @ n, off])
+        e[:2] *= -1.0  # the true normal's tilt seen from the fit: the fit's error has the opposite sign
+        chi2.append(float(e @ np.linalg.solve(f.cov, e)))
+    assert 2.0 < np.mean(chi2) < 4.2, np.mean(chi2)
+
+
+def _check_accuracy(r, where: str) -> None:
+    dt, dr = transform_error(r.T_cam_lidar, _truth())
+    # the issue's targets: 1 cm and 0.1°
+    assert dt < 0.01, (where, dt)
+    assert dr < 0.1, (where, dr)
+    # the reported 1-σ are honest: each axis' error within 4 σ
+    err_rot = np.degrees(matrix_to_rotvec(r.T_cam_lidar.rotation @ _truth().rotation.T))
+    assert np.all(np.abs(err_rot) < 4 * r.std_rotation_deg), (where, err_rot, r.std_rotation_deg)
+
+
 def test_lidar_camera_accuracy_seed0(frames_seed0):
     r = solve_lidar_camera(_observations(frames_seed0), load_target(BOARD))
-    dt, dr = transform_error(r.T_cam_lidar, _truth())
-    # issue target: 1 cm and 0.1°; reached for translation, rotation about the line of sight is the weak
-    # axis with the scenario's 12 poses (see docs/calibration.md)
-    assert dt < 0.01, dt
-    assert dr < 0.2, dr
-    assert r.rms_m < 0.03 and np.all(r.std_translation_m < 0.005) and np.all(r.std_rotation_deg < 0.2)
+    assert len(r.used) >= 15 and r.frames >= 15 * FRAMES_PER_POSE  # 16 holds, one may be rejected
+    _check_accuracy(r, "seed 0")
+    assert r.rms_m < 0.03 and np.all(r.std_translation_m < 0.005) and np.all(r.std_rotation_deg < 0.06)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_lidar_camera_accuracy_more_seeds(seed):
-    r = solve_lidar_camera(_observations(lidar_camera_frames(seed, frames_per_pose=6)), load_target(BOARD))
-    dt, dr = transform_error(r.T_cam_lidar, _truth())
-    assert dt < 0.01, dt
-    assert dr < 0.15, dr
+    obs = _observations(lidar_camera_frames(seed, frames_per_pose=FRAMES_PER_POSE))
+    _check_accuracy(solve_lidar_camera(obs, load_target(BOARD)), f"seed {seed}")
+
+
+def test_boards_facing_the_camera_leave_the_line_of_sight_weak():
+    """Boards tilted only 10° (five, spread over the image): the roll about the line of sight is the weak
+    axis, and the result says so (with what to capture)."""
+    a = np.radians(10.0)
+    placements = [
+        ([-1.2, -0.3, 4.0], [0.0, a, 0.0]),
+        ([1.2, -0.3, 4.5], [0.0, -a, 0.0]),
+        ([0.0, 0.4, 3.5], [a, 0.0, 0.0]),
+        ([-0.8, 0.5, 5.0], [-a, 0.0, 0.0]),
+        ([0.9, 0.3, 4.0], [0.7 * a, 0.7 * a, 0.0]),
+    ]
+    r = solve_lidar_camera(_observations(static_board_frames(placements, 0, 3)), load_target(BOARD))
+    assert len(r.used) == 5
+    std = r.std_rotation_deg
+    assert std[2] > 2 * max(std[0], std[1]) and std[2] > 0.2, std
+    assert any("line of sight" in w for w in r.warnings), r.warnings
+    err_rot = np.degrees(matrix_to_rotvec(r.T_cam_lidar.rotation @ _truth().rotation.T))
+    assert np.all(np.abs(err_rot) < 4 * std), (err_rot, std)
+
+
+def test_frames_of_a_hold_are_grouped(frames_seed0):
+    obs = _observations(frames_seed0[: 2 * FRAMES_PER_POSE])  # two holds
+    o = obs[0]
+    # the same board with its corners found in the other order (turned by π about its normal)
+    flipped = BoardObservation(
+        "flipped",
+        Transform(o.T_cam_board.rotation @ np.diag([-1.0, -1.0, 1.0]), o.T_cam_board.translation),
+        o.points_lidar,
+        o.pnp_rms_px,
+        o.pose_cov,
+    )
+    groups = group_holds([*obs, flipped])
+    F = FRAMES_PER_POSE
+    assert groups == [[*range(F), 2 * F], list(range(F, 2 * F))], groups
 
 
 def test_too_few_poses(frames_seed0):
-    obs = _observations(frames_seed0[:2])
+    obs = _observations(frames_seed0[: 2 * FRAMES_PER_POSE])  # the frames of two holds
     with pytest.raises(CalibrationError, match=r"only 2 usable board pose\(s\); need at least 3"):
         solve_lidar_camera(obs, load_target(BOARD))
 
 
 def test_parallel_poses_are_degenerate(frames_seed0):
     o = _observations(frames_seed0[:1])[0]
+    # the same board plane, slid along itself: three poses, one normal
+    shifted = [
+        BoardObservation(
+            f"p{k}",
+            Transform(o.T_cam_board.rotation, o.T_cam_board.translation + k * o.T_cam_board.rotation[:, 0]),
+            o.points_lidar,
+            o.pnp_rms_px,
+            o.pose_cov,
+        )
+        for k in range(3)
+    ]
     with pytest.raises(CalibrationError, match=r"nearly parallel"):
-        solve_lidar_camera([o, o, o], load_target(BOARD))
+        solve_lidar_camera(shifted, load_target(BOARD))
 
 
 def test_cli_lidar_camera_updates_the_calibration_in_place(tmp_path, frames_seed0, capsys):
@@ -103,7 +201,8 @@ def test_cli_lidar_camera_updates_the_calibration_in_place(tmp_path, frames_seed
     log = tmp_path / "board.mcap"
     with Recorder(log, clock=lambda: 0) as rec:
         rec.write_calibration(truth)
-        for k, (img, cloud, t) in enumerate(frames_seed0[:15]):  # 5 poses × 3 frames
+        # 5 holds: the scenario's 4th to 8th, turned left/right and pitched up/down in turn
+        for k, (img, cloud, t) in enumerate(frames_seed0[3 * FRAMES_PER_POSE : 8 * FRAMES_PER_POSE]):
             rec.write(
                 Message(
                     "lidar_top", t, cloud, raw_stamp_ns=t, recv_ns=t + 1_000_000, frame="lidar_top", seq=k
@@ -142,7 +241,10 @@ def test_cli_lidar_camera_updates_the_calibration_in_place(tmp_path, frames_seed
     )
     r = json.loads(capsys.readouterr().out)
     assert rc == 0, r
-    assert r["poses_used"] >= 8 and r["skipped"]["moving"] >= 4
+    # each hold: its first frame is "moving" (the board came from elsewhere), the next ones still, and
+    # every sweep recorded within the still run (all but the first) joins the hold's pose
+    assert r["poses_used"] == 5 and r["skipped"]["moving"] == 5
+    assert r["frames_used"] == 5 * (FRAMES_PER_POSE - 1), r
     new = load_calibration(calib)
     dt, dr = transform_error(new.extrinsics["cam_front"], truth.extrinsics["cam_front"])
     dt0, dr0 = transform_error(start.extrinsics["cam_front"], truth.extrinsics["cam_front"])

@@ -141,6 +141,37 @@ def lidar_camera_frames(
     return out
 
 
+def static_board_frames(
+    placements: list[tuple[np.ndarray, np.ndarray]],
+    seed: int,
+    frames_per_pose: int = 1,
+    noise: bool = True,
+):
+    """(image RGB, cloud, t_ns) of board-a alone in front of the standing sim rig, at each of
+    ``placements``: (plate centre (3,) m in the camera frame, tilt (3,) rad camera-frame axis-angle from
+    facing the camera, see :func:`board_in_view`), ``frames_per_pose`` captures each (t_ns 100 ms apart).
+    For poses the calibration-board scenario does not have (e.g. boards nearly facing the camera)."""
+    from edgefuse.sim.camera import NOISE_STD_DN, render_camera
+    from edgefuse.sim.lidar import simulate_sweep, vlp32c_model
+    from edgefuse.sim.rig import sim_calibration
+
+    calib = sim_calibration()
+    T_base_cam = calib.extrinsics["cam_front"]
+    lidar = vlp32c_model() if noise else vlp32c_model(range_noise_m=0.0, dropout=0.0)
+    rng = np.random.default_rng(seed + 55)
+    out: list[tuple[np.ndarray, PointCloud, int]] = []
+    for centre, tilt in placements:
+        scene = _static_scene([board_in_view(T_base_cam, np.asarray(centre, float), np.asarray(tilt, float))])
+        for _ in range(frames_per_pose):
+            t = len(out) * 100_000_000
+            img = render_camera(
+                scene, calib.cameras["cam_front"], T_base_cam, rng, noise_std=NOISE_STD_DN if noise else 0.0
+            )
+            cloud, _ = simulate_sweep(scene, t, calib.extrinsics["lidar_top"], lidar, rng)
+            out.append((img, cloud, t))
+    return out
+
+
 def radar_lidar_frames(seed: int, n_radar: int = 20, n_lidar: int = 4, noise: bool = True):
     """Radar scans and LiDAR sweeps of the calibration-board scenario while the ego stands still (the
     board phase): ``(radar_scans, lidar_clouds)`` lists, ``n_radar`` scans at 20 Hz and ``n_lidar`` sweeps

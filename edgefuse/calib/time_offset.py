@@ -3,8 +3,9 @@
 Motion signals (each a pair of arrays: stamps int64 ns, values float64), all in the vehicle frame:
 
 - **yaw rate** (rad/s) — IMU gyro rotated into base_link (:func:`imu_yaw_rate`), odometry twist
-  (:func:`odometry_yaw_rate`), camera rotation between consecutive frames from tracked features and the
-  essential matrix (:func:`camera_yaw_rate`), LiDAR rotation between consecutive sweeps by 2D ICP
+  (:func:`odometry_yaw_rate`), camera rotation between consecutive frames from tracked corners and the
+  epipolar geometry of planar ego motion (:func:`camera_yaw_rate`), LiDAR rotation between consecutive
+  sweeps by 2D ICP
   (:func:`lidar_motion`);
 - **speed** (m/s) — radar ego speed from the doppler of static detections (:func:`radar_speed`), LiDAR
   ICP translation, odometry.
@@ -59,22 +60,31 @@ def odometry_yaw_rate(msgs: Iterable[Message]) -> tuple[Signal, Signal]:
 
 
 def _planar_rotation(
-    B0: np.ndarray, B1: np.ndarray, c: np.ndarray, max_yaw: float, tol: float, min_move_m: float = 0.05
+    B0: np.ndarray,
+    B1: np.ndarray,
+    c: np.ndarray,
+    max_yaw: float,
+    tol: float,
+    max_move_m: float = 1.5,
+    min_move_m: float = 0.05,
 ) -> float | None:
     """Yaw ψ (rad) of the vehicle between two views from matched unit bearings (N, 3) expressed in
     base_link-aligned axes at the camera centre, for a camera at ``c`` (3,) in base_link. Motion model: planar
     and non-holonomic — base_link turns by ψ and moves by s ≥ 0 along the chord (cos ψ/2, sin ψ/2, 0) — so
-    the camera centre moves by t(s) = s·h(ψ) + (Rz(ψ) − I)c. The epipolar residuals
-    e_i = t · ((Rz(ψ) B1_i) × B0_i) are affine in s, so s has a closed form for each ψ; ψ minimizes the
-    truncated (at ``tol`` rad) sum of squares over a grid, then a golden-section refinement. The epipolar
-    constraint says nothing without translation, so s ≥ ``min_move_m``; where the fit sits at that bound a
-    standing-still model (B0 = Rz(ψ) B1) competes with it."""
+    the camera centre moves by t(s) = s·h(ψ) + (Rz(ψ) − I)c. Residual of a track: the angle (rad) of B0 from
+    the epipolar plane through t and Rz(ψ)·B1 — a geometric error, so ``tol`` is an image distance (the
+    algebraic t̂·(Rz(ψ)B1 × B0) shrinks near the epipole, which the baseline's direction moves with ψ and s,
+    and its least-squares s is pulled to 0). The truncated (at ``tol``) sum of squares is minimized over s
+    on a grid (0, then 1 cm to ``max_move_m`` geometrically; 1.5 m is one 30 Hz frame at 45 m/s) for each
+    ψ of a grid, then over ψ by golden section. The epipolar constraint says nothing without translation,
+    so where the best s is below ``min_move_m`` a standing-still model (B0 = Rz(ψ) B1) competes with it."""
     c = np.asarray(c, np.float64)
+    s_grid = np.concatenate([[0.0], np.geomspace(0.01, max(max_move_m, 0.02), 31)])
 
     def cost(psi: np.ndarray) -> np.ndarray:
         cs, sn = np.cos(psi)[:, None], np.sin(psi)[:, None]
         z = np.broadcast_to(B1[:, 2], (len(psi), len(B1)))
-        C = np.stack([cs * B1[:, 0] - sn * B1[:, 1], sn * B1[:, 0] + cs * B1[:, 1], z], axis=2)
+        C = np.stack([cs * B1[:, 0] - sn * B1[:, 1], sn * B1[:, 0] + cs * B1[:, 1], z], axis=2)  # (G, N, 3)
         m = np.cross(C, B0[None])  # (G, N, 3)
         h = np.stack([np.cos(psi / 2), np.sin(psi / 2), np.zeros_like(psi)], axis=1)  # (G, 3)
         lever = np.stack(
@@ -85,20 +95,18 @@ def _planar_rotation(
             ],
             axis=1,
         )
-        a_ = np.einsum("gni,gi->gn", m, h)
-        b_ = np.einsum("gni,gi->gn", m, lever)
-        w = np.ones_like(a_)
-        for _ in range(2):  # s on all tracks, then on the inliers of that fit
-            s_ = np.maximum(
-                -np.sum(w * a_ * b_, axis=1) / np.maximum(np.sum(w * a_ * a_, axis=1), 1e-15), min_move_m
-            )
-            t_norm = np.linalg.norm(s_[:, None] * h + lever, axis=1)[:, None]
-            e = (s_[:, None] * a_ + b_) / t_norm
-            w = (np.abs(e) < tol).astype(np.float64)
-        moving = np.minimum(e**2, tol**2).sum(axis=1)
+        t = s_grid[None, :, None] * h[:, None, :] + lever[:, None, :]  # (G, S, 3)
+        t_norm = np.linalg.norm(t, axis=2)
+        t_hat = t / np.maximum(t_norm, 1e-12)[..., None]
+        # sin of the angle between B0 and the plane spanned by t̂ and C: (t̂·(C × B0)) / |t̂ × C|
+        e = np.einsum("gni,gsi->gsn", m, t_hat)
+        e = e / np.maximum(np.linalg.norm(np.cross(t_hat[:, :, None, :], C[:, None, :, :]), axis=3), 1e-6)
+        moving = np.where(t_norm > 1e-9, np.minimum(e**2, tol**2).sum(axis=2), np.inf)  # (G, S)
+        k = np.argmin(moving, axis=1)
+        moving = moving[np.arange(len(psi)), k]
         # standing still (the epipolar constraint is void without translation): B0 = Rz(ψ) B1
         still = np.minimum(np.sum((C - B0[None]) ** 2, axis=2), tol**2).sum(axis=1)
-        return np.where(s_ > min_move_m, moving, np.minimum(moving, still))
+        return np.where(s_grid[k] > min_move_m, moving, np.minimum(moving, still))
 
     if len(B0) < 12:
         return None
@@ -123,11 +131,16 @@ def camera_yaw_rate(
     T_base_cam: Transform,
     max_features: int = 600,
     max_yaw_rate: float = 3.0,
+    max_speed: float = 40.0,
+    min_corner_eig: float = 1e-3,
 ) -> Signal:
-    """Yaw rate from consecutive camera frames: KLT-tracked corners (forward-backward checked) → unit
-    bearings rotated into base_link axes → planar non-holonomic ego motion (:func:`_planar_rotation`)
-    → ψ / Δt, the mean yaw rate over each frame pair: ``(stamps, values, previous stamps)``. Pairs with too
-    few tracks are skipped."""
+    """Yaw rate from consecutive camera frames: corners (``cv2.goodFeaturesToTrack``, keeping those whose
+    structure tensor's smaller eigenvalue, ``cv2.cornerMinEigenVal`` over 7 × 7 px, is at least
+    ``min_corner_eig``: on an edge — a horizon, a roof line — a track slides along it and reads no motion;
+    a view of sky and grass then gives no sample instead of a false zero) → KLT tracks (forward-backward
+    checked) → unit bearings rotated into base_link axes → planar non-holonomic ego motion
+    (:func:`_planar_rotation`, travel up to ``max_speed`` m/s) → ψ / Δt, the mean yaw rate over each frame
+    pair: ``(stamps, values, previous stamps)``. Pairs with too few tracks are skipped."""
     out_t, out_w, out_t0 = [], [], []
     prev_gray, prev_t = None, None
     for m in msgs:
@@ -135,6 +148,10 @@ def camera_yaw_rate(
         if prev_gray is not None:
             dt = (m.stamp_ns - prev_t) * 1e-9
             p0 = cv2.goodFeaturesToTrack(prev_gray, max_features, 0.03, 10)
+            if p0 is not None and min_corner_eig > 0:
+                eig = cv2.cornerMinEigenVal(prev_gray, 7, 3)
+                xy = np.round(p0.reshape(-1, 2)).astype(int)
+                p0 = p0[eig[xy[:, 1], xy[:, 0]] >= min_corner_eig]
             if p0 is not None and len(p0) >= 20 and dt > 0:
                 p1, st, _err = cv2.calcOpticalFlowPyrLK(
                     prev_gray, gray, p0, None, winSize=(21, 21), maxLevel=3
@@ -148,7 +165,12 @@ def camera_yaw_rate(
                     B0 = cam.rays(p0.reshape(-1, 2)[ok].astype(np.float64)) @ T_base_cam.rotation.T
                     B1 = cam.rays(p1.reshape(-1, 2)[ok].astype(np.float64)) @ T_base_cam.rotation.T
                     psi = _planar_rotation(
-                        B0, B1, T_base_cam.translation, max_yaw_rate * dt, tol=2.0 / cam.K[0, 0]
+                        B0,
+                        B1,
+                        T_base_cam.translation,
+                        max_yaw_rate * dt,
+                        tol=2.0 / cam.K[0, 0],
+                        max_move_m=max_speed * dt,
                     )
                     if psi is not None:
                         out_t0.append(prev_t)
@@ -315,14 +337,21 @@ class OffsetResult:
 
 
 def _predict(
-    tA: np.ndarray, sA: np.ndarray, IA: np.ndarray, tB: np.ndarray, tB0: np.ndarray | None, lag: float
+    tA: np.ndarray,
+    sA: np.ndarray,
+    tI: np.ndarray,
+    IA: np.ndarray,
+    tB: np.ndarray,
+    tB0: np.ndarray | None,
+    lag: float,
 ) -> np.ndarray:
-    """A's value at B's samples shifted by ``lag`` s: instantaneous (``tB0`` None) or the mean of A over each
-    interval [tB0, tB] (exact for interval averages, from A's cumulative integral ``IA``)."""
+    """A's value at B's samples shifted by ``lag`` s: instantaneous (``tB0`` None, from A's samples ``tA``,
+    ``sA``) or the mean of A over each interval [tB0, tB] (exact for interval averages, from A's cumulative
+    integral ``IA`` at the times ``tI``)."""
     if tB0 is None:
         return np.interp(tB - lag, tA, sA)
-    i1 = np.interp(tB - lag, tA, IA)
-    i0 = np.interp(tB0 - lag, tA, IA)
+    i1 = np.interp(tB - lag, tI, IA)
+    i0 = np.interp(tB0 - lag, tI, IA)
     return (i1 - i0) / (tB - tB0)
 
 
@@ -341,13 +370,22 @@ def estimate_offset(
     sample. A should be the denser signal (it is swapped otherwise). A signal is ``(stamps, values)`` of
     instantaneous samples, or ``(stamps, values, start_stamps)`` of averages over [start, stamp] (frame-pair
     and sweep-pair rates): those are compared with A's mean over the same shifted interval, so sparse
-    samples still give a sub-sample offset."""
+    samples still give a sub-sample offset. A's mean comes from its cumulative integral: trapezoids between
+    instantaneous samples (a step of the rate between two samples is dated only to within their spacing), or
+    exact at the sample boundaries when A itself is interval means that tile the time line (a gyro that
+    averages over each sample period)."""
     if len(a[0]) < len(b[0]):
         r = estimate_offset(b, a, max_lag_s, step_s, signal)
         r.offset_ns = -r.offset_ns
         return r
-    if len(a) == 3:  # both are interval means: take the denser one as samples at its interval centres
-        a = ((np.asarray(a[0], np.int64) + np.asarray(a[2], np.int64)) // 2, a[1])
+    # A as interval means (an IMU's samples are its rate averaged over each sample period): where the
+    # intervals tile the time line, A's integral is known exactly at their ends; else use their centres
+    tiled = None
+    if len(a) == 3:
+        a_end, a_start = np.asarray(a[0], np.int64), np.asarray(a[2], np.int64)
+        if len(a_end) > 1 and np.all(a_start[1:] == a_end[:-1]) and np.all(a_end > a_start):
+            tiled = (np.concatenate([a_start[:1], a_end]), np.asarray(a[1], np.float64))
+        a = ((a_end + a_start) // 2, a[1])
     tA = np.asarray(a[0], np.int64)
     tB = np.asarray(b[0], np.int64)
     if len(tA) < 10 or len(tB) < 10:
@@ -362,6 +400,10 @@ def estimate_offset(
     tB0_s = (np.asarray(b[2], np.int64) - t0) * 1e-9 if len(b) == 3 else None
     sA, sB = np.asarray(a[1], np.float64), np.asarray(b[1], np.float64)
     IA = np.concatenate([[0.0], np.cumsum(np.diff(tA_s) * (sA[1:] + sA[:-1]) / 2)])
+    tI_s = tA_s  # the nodes of A's cumulative integral IA
+    if tiled is not None:
+        tI_s = (tiled[0] - t0) * 1e-9
+        IA = np.concatenate([[0.0], np.cumsum(np.diff(tI_s) * tiled[1])])
     first = tB0_s if tB0_s is not None else tB_s
     use = (first - max_lag_s >= tA_s[0]) & (tB_s + max_lag_s <= tA_s[-1])
     if use.sum() < 10:
@@ -384,7 +426,8 @@ def estimate_offset(
 
     def ncc(lag: float) -> float:
         return _ncc(
-            _predict(tA_s, sA, IA, tB_s[keep], tB0_s[keep] if tB0_s is not None else None, lag), sB[keep]
+            _predict(tA_s, sA, tI_s, IA, tB_s[keep], tB0_s[keep] if tB0_s is not None else None, lag),
+            sB[keep],
         )
 
     def search(lags: np.ndarray) -> float:
@@ -415,7 +458,7 @@ def estimate_offset(
     lag = search(np.arange(-max_lag_s, max_lag_s + step_s / 2, step_s))
     # robust pass: drop samples that disagree with A (a bad frame pair, a sweep registered across a sudden
     # change of motion) by more than 3 robust σ after a linear fit, then search again near the peak
-    pred = _predict(tA_s, sA, IA, tB_s, tB0_s, lag)
+    pred = _predict(tA_s, sA, tI_s, IA, tB_s, tB0_s, lag)
     A_ = np.stack([pred, np.ones_like(pred)], axis=1)
     coef = np.linalg.lstsq(A_, sB, rcond=None)[0]
     res = sB - A_ @ coef

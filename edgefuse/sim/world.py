@@ -22,7 +22,7 @@ rounded rectangle, right-hand traffic, 2 lanes each way + bike lanes + parking s
 T-junction side streets on the outside, buildings, street lamps, trees and parked cars along it; the ego
 drives the inner right lane. ``highway``: a long oval, 3 lanes each way, median barrier, guard rails,
 sound walls and gantries, faster traffic, no pedestrians or cyclists. ``calibration-board``: a parking
-lot with a board held in 12 poses, corner reflectors, then a drive with strong rotation and acceleration.
+lot with a board held in 16 poses, corner reflectors, then a drive with strong rotation and acceleration.
 """
 
 from __future__ import annotations
@@ -1179,23 +1179,31 @@ def _build_calibration(scenario: str, seed: int, weather: Weather, params: dict)
         mat = Material(f"corner_reflector_{int(rcs)}dBsm", _REFLECTOR.rgb, "plain", 2.0, rcs)
         static.append(_box("reflector", x, y, 1.0, 0.3, 0.3, 0.3, math.pi + az, mat))
         static.append(_box("pole", x, y, 0.425, 0.05, 0.05, 0.85, 0.0, _POLE))
-    # the board: 12 poses at 3-10 m in front of the ego, varied tilt; then carried away to the right
+    # the board: 16 poses in front of the ego. The first three as they always were (3.5 m, 9 m, 3-10 m, turned
+    # up to ±29° and pitched up to ±20°); then 13 at 3-7 m, each turned 26-46° from facing the sensors
+    # (left and right in turn) and pitched 9-20° (up twice, then down twice): the rotation about the
+    # camera's line of sight is observed only through such tilts. Then carried away to the right.
     poses = []
-    for k in range(12):
-        r = float(rng.uniform(3.0, 10.0)) if k > 1 else (3.5 if k == 0 else 9.0)
-        az = float(rng.uniform(-0.45, 0.15))
-        x, y = 1.4 + r * math.cos(az), r * math.sin(az)
-        yaw = math.atan2(-y, 1.8 - x) + float(rng.uniform(-0.5, 0.5))  # facing the sensors, turned
-        poses.append(
-            [
-                x,
-                y,
+    for k in range(16):
+        if k < 3:
+            r = float(rng.uniform(3.0, 10.0)) if k > 1 else (3.5 if k == 0 else 9.0)
+            az = float(rng.uniform(-0.45, 0.15))
+            x, y = 1.4 + r * math.cos(az), r * math.sin(az)
+            yaw = math.atan2(-y, 1.8 - x) + float(rng.uniform(-0.5, 0.5))  # facing the sensors, turned
+            z, roll, pitch = (
                 float(rng.uniform(0.9, 1.7)),
                 float(rng.uniform(-0.3, 0.3)),
                 float(rng.uniform(-0.35, 0.35)),
-                yaw,
-            ]
-        )
+            )
+            poses.append([x, y, z, roll, pitch, yaw])
+            continue
+        r = float(rng.uniform(3.0, 7.0))
+        az = float(rng.uniform(-0.45, 0.15))
+        x, y = 1.4 + r * math.cos(az), r * math.sin(az)
+        turn = (1.0 if k % 2 == 0 else -1.0) * float(rng.uniform(0.45, 0.8))
+        yaw = math.atan2(-y, 1.8 - x) + turn  # facing the sensors, turned
+        pitch = (1.0 if k // 2 % 2 == 0 else -1.0) * float(rng.uniform(0.15, 0.35))
+        poses.append([x, y, float(rng.uniform(0.9, 1.7)), float(rng.uniform(-0.3, 0.3)), pitch, yaw])
     poses.append([6.0, -14.0, 1.2, 0.0, 0.0, math.pi / 2])
     board = Board6D(np.asarray(poses), hold_s=2.5, move_s=1.0, t0=0.5)
     t_drive = float(board.knots()[0][-1]) + 1.0
