@@ -106,8 +106,15 @@ class OdometryIntegrator:
         )
 
 
-def imu_sample(ego, T_base_imu: Transform, noise: EgoNoise, rng: np.random.Generator) -> Imu:
+def imu_sample(
+    ego, T_base_imu: Transform, noise: EgoNoise, rng: np.random.Generator, mean_yaw_rate: float | None = None
+) -> Imu:
     """The IMU reading for the true ego state at mount ``T_base_imu``.
+
+    Gyro: ``mean_yaw_rate`` (rad/s) when given — the true yaw rate averaged over the sample period, i.e.
+    the heading change since the previous sample over its duration, as a MEMS gyro's anti-alias filter
+    and decimation deliver it (the path's curvature steps where arcs begin, and a point sample would
+    date such a step only to ± half a period) — else the instantaneous ``ego.yaw_rate``.
 
     Specific force at the mount, in base_link, for a car on flat ground turning at ω about z with
     angular acceleration α = dω/dt = a·κ (κ piecewise constant along the path):
@@ -116,6 +123,7 @@ def imu_sample(ego, T_base_imu: Transform, noise: EgoNoise, rng: np.random.Gener
     rx, ry, _ = T_base_imu.translation
     f_base = np.array([ego.accel - alpha * ry - w * w * rx, ego.speed * w + alpha * rx - w * w * ry, GRAVITY])
     R = T_base_imu.rotation.T  # base → imu
-    gyro = R[:, 2] * w + noise.gyro_bias + rng.normal(0.0, noise.gyro_std, 3)
+    w_gyro = w if mean_yaw_rate is None else float(mean_yaw_rate)
+    gyro = R[:, 2] * w_gyro + noise.gyro_bias + rng.normal(0.0, noise.gyro_std, 3)
     acc = R @ f_base + noise.accel_bias + rng.normal(0.0, noise.accel_std, 3)
     return Imu(angular_velocity=gyro, linear_acceleration=acc)

@@ -189,7 +189,12 @@ class Simulator:
             if self.truth:
                 out.append(Capture(msg(true_odometry(ego), EGO_TRUTH_ID, t, t, "base_link")))
         elif sid == "imu":
-            out.append(Capture(msg(imu_sample(self._ego(sid, k), T, self.ego_noise, rng))))
+            ego = self._ego(sid, k)
+            t_prev = self.clocks[sid].capture_time(k - 1)  # the gyro averages over its sample period
+            prev = self._ego(sid, k - 1) if k > 0 else self.world.ego_state(t_prev)
+            dyaw = (ego.yaw - prev.yaw + math.pi) % (2 * math.pi) - math.pi
+            w_mean = dyaw * _NS / (t - t_prev)
+            out.append(Capture(msg(imu_sample(ego, T, self.ego_noise, rng, mean_yaw_rate=w_mean))))
         return out
 
     # ---------------------------------------------------------------- streams
