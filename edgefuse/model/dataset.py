@@ -1,10 +1,11 @@
 """Training/evaluation frames from simulator logs (or the in-memory simulator), cached on disk.
 
 Core: :func:`frames` turns a message stream (host-receive order, as a log or the simulator gives it)
-into ``(FrameSet, EgoTrajectory | None, ground truth Detections | None)``: stamps mapped onto the rig
-clock (:class:`~edgefuse.sync.StampMapper`), frames built by the reference synchronizer (LiDAR reference),
-the ego trajectory from the odometry received so far (for LiDAR de-skew and radar doppler compensation),
-the ground truth of the frame the nearest ``ground_truth`` message within 50 ms of the reference stamp.
+into ``(FrameSet, EgoTrajectory | None, ground truth Detections | None)`` with the real-time pipeline's
+:class:`~edgefuse.pipeline.FrameCore` (stamps mapped onto the rig clock, the reference synchronizer with
+LiDAR reference, the ego trajectory from the kit's odometry received so far — for LiDAR de-skew and
+radar doppler compensation), plus the ground truth of the frame: the nearest ``ground_truth`` message
+within 50 ms of the reference stamp.
 
 :func:`build_cache` runs a log (or a simulator run) through :class:`~edgefuse.tensors.TensorBuilder` once
 and stores each frame compactly (real pillar points only, the image as the uint8 it came from, the ground
@@ -17,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +27,14 @@ import numpy as np
 from edgefuse.errors import InputError
 from edgefuse.model.io import INPUT_NAMES
 from edgefuse.model.targets import HeadGrid, build_targets
-from edgefuse.types import Box3D, Detection, Detections, FrameSet, Message, Odometry
+from edgefuse.types import Box3D, Detection, Detections, FrameSet, Message
 
 GROUND_TRUTH_ID = "ground_truth"
 GT_TOLERANCE_NS = 50_000_000
-_ODOM_KEEP = 100  # odometry samples kept for the ego trajectory (2 s at 50 Hz)
+#: Bumped whenever cached frames would come out differently (part of every cache key). 2: frames from
+#: FrameCore — version 1 let the simulator's ``ego_truth`` odometry (world frame) into the ego
+#: trajectory beside the dead-reckoned ``odom``, which scrambled LiDAR de-skew.
+CACHE_VERSION = 2
 
 
 class DatasetError(InputError):
@@ -41,43 +44,37 @@ class DatasetError(InputError):
 def frames(
     messages: Iterable[Message], calibration, kit
 ) -> Iterator[tuple[FrameSet, object, Detections | None]]:
-    """(frame, ego trajectory or None, ground truth or None) for every frame of the stream (module doc)."""
-    from edgefuse.motion import EgoTrajectory
-    from edgefuse.sync import StampMapper, Synchronizer, SyncSpec
+    """(frame, ego trajectory or None, ground truth or None) for every frame of the stream (module doc).
 
-    mapper = StampMapper(kit, calibration)
-    spec = SyncSpec.from_kit(kit)
-    sync = Synchronizer(spec)
-    odom: deque[Message] = deque(maxlen=_ODOM_KEEP)
+    The frames are the real-time pipeline's own (:class:`edgefuse.pipeline.FrameCore`: stamp mapping,
+    synchronization, the ego trajectory from the kit's odometry), so training sees exactly what the
+    runtime feeds the model; messages of sensors outside the kit (ground truth, the simulator's
+    ``ego_truth`` odometry) never reach it."""
+    from edgefuse.pipeline import FrameCore, PipelineConfig
+
+    core = FrameCore(kit, calibration, PipelineConfig())
     truth: dict[int, Detections] = {}
     now = None
 
-    def emit(fss):
-        ego = EgoTrajectory.from_odometry(odom) if odom else None
-        for fs in fss:
-            gt = None
+    def emit(made):
+        for f in made:
+            fs, gt = f.frameset, None
             if truth:
                 t = min(truth, key=lambda s: abs(s - fs.stamp_ns))
                 if abs(t - fs.stamp_ns) <= GT_TOLERANCE_NS:
                     gt = truth[t]
             for old in [s for s in truth if s < fs.stamp_ns - 10 * GT_TOLERANCE_NS]:
                 del truth[old]
-            yield fs, ego, gt
+            yield fs, f.ego, gt
 
     for msg in messages:
         now = msg.recv_ns
         if msg.sensor_id == GROUND_TRUTH_ID and isinstance(msg.payload, Detections):
             truth[msg.stamp_ns] = msg.payload
             continue
-        m = mapper.map(msg)
-        if isinstance(m.payload, Odometry):
-            if not odom or m.stamp_ns > odom[-1].stamp_ns:
-                odom.append(m)
-            continue
-        if m.sensor_id in spec.sensors:
-            yield from emit(sync.update(now, [m]))
+        yield from emit(core.update(now, [(msg, now)]))
     if now is not None:
-        yield from emit(sync.flush(now))
+        yield from emit(core.flush(now))
 
 
 # ================================================================ compact frames
@@ -154,6 +151,7 @@ def expand(c: dict[str, np.ndarray], spec) -> dict[str, np.ndarray]:
 
 def _key(source: str, spec) -> str:
     h = hashlib.sha256()
+    h.update(f"v{CACHE_VERSION}".encode())
     h.update(source.encode())
     h.update(spec.to_json().encode())
     return h.hexdigest()[:16]
