@@ -26,6 +26,7 @@ from _report import DOCS, machine, machine_line, replace_section, write_json
 
 from edgefuse.engine.export import export_onnx
 from edgefuse.engine.quantize import (
+    ALL_CONV_AND_FUSION_SCOPES,
     CONV_SCOPES,
     QUANTIZED_SCOPES,
     calibration_feeds,
@@ -37,8 +38,9 @@ from edgefuse.model.bundled import FILES
 BUNDLED = FILES["pt"]  # the bundled model (edgefuse.model.bundled)
 VARIANTS = {
     "fp32": None,
-    "int8 image+fusion+backbone+head (default)": dict(scopes=QUANTIZED_SCOPES),
-    "int8 image+backbone+head (no fusion)": dict(scopes=CONV_SCOPES),
+    "int8 image+backbone (default)": dict(scopes=QUANTIZED_SCOPES),
+    "int8 image+backbone+head": dict(scopes=CONV_SCOPES),
+    "int8 image+fusion+backbone+head": dict(scopes=ALL_CONV_AND_FUSION_SCOPES),
     "int8 backbone+head only": dict(scopes=("/backbone/", "/head/")),
     "int8 everything (pillar nets + lift too)": dict(scopes=("",)),
     "int8 default scopes, uint8 asymmetric act.": dict(scopes=QUANTIZED_SCOPES, symmetric_activations=False),

@@ -9,7 +9,7 @@ import pytest
 from onnx import numpy_helper
 
 from edgefuse.engine.export import example_feed, export_onnx, read_onnx_manifest
-from edgefuse.engine.quantize import QuantizeError, head_outputs, quantize_int8
+from edgefuse.engine.quantize import QUANTIZED_SCOPES, QuantizeError, head_outputs, quantize_int8
 from edgefuse.model.checkpoint import new_model, save_model
 from edgefuse.model.config import ModelConfig
 from edgefuse.model.manifest import ManifestError
@@ -66,7 +66,7 @@ def test_qdq_is_symmetric_int8_per_channel_and_keeps_float_parts(fp32, feeds, tm
     quantized_convs = 0
     for c in convs:
         w_src = prod.get(c.input[1])
-        in_scope = any(s in c.name for s in ("/image_encoder/", "/fusion/", "/backbone/", "/head/"))
+        in_scope = any(s in c.name for s in QUANTIZED_SCOPES)
         if not in_scope:
             continue
         assert w_src is not None and w_src.op_type == "DequantizeLinear", c.name
@@ -78,10 +78,11 @@ def test_qdq_is_symmetric_int8_per_channel_and_keeps_float_parts(fp32, feeds, tm
         assert np.abs(w_q).max() <= 127  # symmetric range, -128 unused
         quantized_convs += 1
     assert quantized_convs >= 10
-    # pillar nets, camera lift and decode stay float: their weights are float and every dequantized tensor
-    # they read is the output of a quantized node (the boundary), never a float-scope tensor
-    floats = ("/lidar_encoder/", "/radar_encoder/", "/lift/", "/decode/")
-    quantized = ("/image_encoder/", "/fusion/", "/backbone/", "/head/")
+    # pillar nets, camera lift, fusion, heads and decode stay float: their weights are float and every
+    # dequantized tensor they read is the output of a quantized node (the boundary)
+    assert QUANTIZED_SCOPES == ("/image_encoder/", "/backbone/")
+    floats = ("/lidar_encoder/", "/radar_encoder/", "/lift/", "/fusion/", "/head/", "/decode/")
+    quantized = QUANTIZED_SCOPES
     n_float = 0
     for n in q.graph.node:
         if not any(s in n.name for s in floats):

@@ -106,10 +106,13 @@ class OnnxRuntimeBackend:
                 )
             raise BackendError(f"{path}: onnxruntime cannot load it{hint}: {str(e)[:300]}") from None
         self.providers = self.session.get_providers()
+        # the exporter drops inputs a model never reads (a LiDAR-only model has no radar inputs): feed
+        # the graph's own inputs, after checking the whole manifest feed
+        self.graph_inputs = [i.name for i in self.session.get_inputs()]
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feed(feed, self.manifest, str(self.path))
-        outs = self.session.run(list(self.manifest.outputs), {k: feed[k] for k in self.manifest.inputs})
+        outs = self.session.run(list(self.manifest.outputs), {k: feed[k] for k in self.graph_inputs})
         return dict(zip(self.manifest.outputs, outs, strict=True))
 
     def close(self) -> None:

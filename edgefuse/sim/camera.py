@@ -758,8 +758,6 @@ def _rasterize(dl: _DrawList, tables: _CameraTables, img: np.ndarray, ids: np.nd
         fn(img)
 
 
-
-
 def _box_cover(a: np.ndarray, w: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Fraction of [a − w, a + w] inside [lo, hi]."""
     return np.clip((np.minimum(a + w, hi) - np.maximum(a - w, lo)) / (2.0 * w), 0.0, 1.0)
@@ -883,8 +881,14 @@ def _draw_order(corners, normals, offsets, facing, cam, R_cw, t_cw, tables, opaq
         sep_ab, sep_ba = separating(ia, ib), separating(ib, ia)
         ab, ba = sep_ab.any(axis=1), sep_ba.any(axis=1)
         uvs = np.stack([u, v], axis=2)  # (K, 8, 2)
-        hidden = _hidden(np.concatenate([ia, ib]), np.concatenate([ib, ia]), np.concatenate([sep_ab, sep_ba]),
-                         uvs, behind, opaque)
+        hidden = _hidden(
+            np.concatenate([ia, ib]),
+            np.concatenate([ib, ia]),
+            np.concatenate([sep_ab, sep_ba]),
+            uvs,
+            behind,
+            opaque,
+        )
         for a, b in zip(ia[ab & ~ba].tolist(), ib[ab & ~ba].tolist(), strict=True):  # a in front: waits for b
             deps[b].append(a)
             waiting[a] += 1
@@ -965,7 +969,21 @@ _CORNER_SIGNS = np.array([[sx, sy, sz] for sz in (-1, 1) for sy in (-1, 1) for s
 
 def _add_boxes(
     need_ids,
-    dl, boxes, tables, R_cw, t_cw, cam_w, beta, night, shade, col, gain, s_normal, s_offset, s_emissive, lamps
+    dl,
+    boxes,
+    tables,
+    R_cw,
+    t_cw,
+    cam_w,
+    beta,
+    night,
+    shade,
+    col,
+    gain,
+    s_normal,
+    s_offset,
+    s_emissive,
+    lamps,
 ) -> None:
     """Cull the boxes, order them back to front and add their visible faces and patches to ``dl``
     (and their face planes to the surface tables)."""
@@ -1181,7 +1199,8 @@ def render_camera(
     for layer, rgb, reach in zip(
         _ground_layers(scene),
         (PAVEMENT, ASPHALT, MARKING),
-        (MAX_GROUND_RANGE_M, MAX_GROUND_RANGE_M, MAX_MARKING_RANGE_M), strict=True,
+        (MAX_GROUND_RANGE_M, MAX_GROUND_RANGE_M, MAX_MARKING_RANGE_M),
+        strict=True,
     ):
         if not len(layer.counts):
             continue
@@ -1273,8 +1292,17 @@ def _light_and_fog(
     c = offsets.astype(np.float32)
     if night:
         step = NIGHT_LIGHT_STEP
-        light = _night_light(ids[::step, ::step], _depth(ids, tables, n, c, step), tables, step, n, emissive,
-                             T_base_cam, lamps, T_cam_world)
+        light = _night_light(
+            ids[::step, ::step],
+            _depth(ids, tables, n, c, step),
+            tables,
+            step,
+            n,
+            emissive,
+            T_base_cam,
+            lamps,
+            T_cam_world,
+        )
         light *= float(gain)
         Hi, Wi = ids.shape
         light = cv2.resize(light, (Wi, Hi), interpolation=cv2.INTER_LINEAR)
@@ -1309,8 +1337,16 @@ def _night_light(ids, z, tables, step, normals, emissive, T_base_cam, lamps, T_c
     T_cam_base = T_base_cam.inverse()
     sources = []  # (position, direction, cos inner, cos outer, power, (r0, r1, c0, c1))
     for hl in HEADLIGHTS:
-        sources.append((T_cam_base.apply(hl[None])[0], T_cam_base.rotation @ HEADLIGHT_DIR,
-                        HEADLIGHT_COS_INNER, HEADLIGHT_COS_OUTER, HEADLIGHT_POWER, (0, h, 0, w)))
+        sources.append(
+            (
+                T_cam_base.apply(hl[None])[0],
+                T_cam_base.rotation @ HEADLIGHT_DIR,
+                HEADLIGHT_COS_INNER,
+                HEADLIGHT_COS_OUTER,
+                HEADLIGHT_POWER,
+                (0, h, 0, w),
+            )
+        )
     if lamps:
         cam_w = T_cam_world.inverse().translation
         near = sorted(lamps, key=lambda p: float(np.linalg.norm(p - cam_w)))[:MAX_STREET_LAMPS]

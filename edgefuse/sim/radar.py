@@ -71,8 +71,13 @@ class RadarModel:
 
     def __post_init__(self) -> None:
         positive = (
-            "fov_azimuth_rad", "fov_elevation_rad", "max_range_m", "range_resolution_m",
-            "azimuth_resolution_rad", "doppler_resolution_mps", "probe_step_rad",
+            "fov_azimuth_rad",
+            "fov_elevation_rad",
+            "max_range_m",
+            "range_resolution_m",
+            "azimuth_resolution_rad",
+            "doppler_resolution_mps",
+            "probe_step_rad",
         )
         for name in positive:
             if not float(getattr(self, name)) > 0:

@@ -452,8 +452,10 @@ def ground_surface(
         # same cells: OpenCV caps every vertex of an open polyline anyway, in one colour)
         reach = half_width + 4 * res
         near = np.flatnonzero(
-            (smax[:, 0] + reach >= lo_pad[0]) & (smax[:, 1] + reach >= lo_pad[1])
-            & (smin[:, 0] - reach <= hi_pad[0]) & (smin[:, 1] - reach <= hi_pad[1])
+            (smax[:, 0] + reach >= lo_pad[0])
+            & (smax[:, 1] + reach >= lo_pad[1])
+            & (smin[:, 0] - reach <= hi_pad[0])
+            & (smin[:, 1] - reach <= hi_pad[1])
         )
         if near.size == 0:
             return
