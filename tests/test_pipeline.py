@@ -261,12 +261,11 @@ def test_sigterm_during_replay_leaves_a_complete_log(sim_log, onnx_model, tmp_pa
     assert reader.calibration() is not None
 
 
-def test_replay_without_model_names_the_flag(sim_log, capsys):
+def test_replay_without_model_names_the_flag(sim_log, capsys, monkeypatch, tmp_path):
     from edgefuse.cli import main
-    from edgefuse.model.bundled import FILES
+    from edgefuse.model import bundled
 
-    if FILES["int8"].is_file():
-        pytest.skip("a bundled model exists")
+    monkeypatch.setitem(bundled.FILES, "int8", tmp_path / "missing.int8.onnx")  # a package without weights
     assert main(["replay", str(sim_log)]) == 2
     assert "--model" in capsys.readouterr().err
 
