@@ -24,10 +24,9 @@ import cv2
 import numpy as np
 
 from edgefuse.errors import InputError
+from edgefuse.model.dataset import GT_TOLERANCE_NS
 from edgefuse.types import Detections, Message
 
-#: A prediction is paired with the ground truth nearest in stamp within this (ns), as in training.
-TRUTH_TOLERANCE_NS = 50_000_000
 VIDEO_FPS = 10.0
 
 
@@ -42,10 +41,10 @@ def _nearest(stamps: np.ndarray, t: int) -> int:
 
 
 def pair_with_truth(
-    preds: Iterable[Detections], truth: Iterable[Detections], tolerance_ns: int = TRUTH_TOLERANCE_NS
+    preds: Iterable[Detections], truth: Iterable[Detections], tolerance_ns: int = GT_TOLERANCE_NS
 ) -> tuple[list[Detections], list[Detections]]:
     """Frame-aligned (predictions, ground truth): each prediction with the truth message nearest in stamp
-    within ``tolerance_ns``; predictions without one are left out."""
+    within ``tolerance_ns`` (training's tolerance by default); predictions without one are left out."""
     gts = sorted(truth, key=lambda d: d.stamp_ns)
     if not gts:
         return [], []
@@ -119,13 +118,16 @@ def _frames_for_video(sim_log: Path, det_log: Path, calib, score_min: float):
         yield image_rgb(cam, "cam_front"), pts, rpts, dop, shown, list(gt.objects) if gt else []
 
 
-def _panel(rgb: np.ndarray, pts, rpts, dop, shown, gt, calib, height: int) -> np.ndarray:
-    """Camera with detections (left) beside the BEV with detections over green truth (right), both
-    scaled to ``height`` px; RGB uint8."""
+def _views(rgb: np.ndarray, pts, rpts, dop, shown, gt, calib) -> tuple[np.ndarray, np.ndarray]:
+    """(camera with the detections, BEV with detections over green truth) of one frame; RGB uint8."""
     from edgefuse.sim.preview import bev_image, camera_overlay
 
     cam = camera_overlay(rgb, shown, calib.cameras["cam_front"], calib.extrinsics["cam_front"])
-    bev = bev_image(pts, rpts, shown, radar_doppler=dop, truth=gt)
+    return cam, bev_image(pts, rpts, shown, radar_doppler=dop, truth=gt)
+
+
+def _panel(cam: np.ndarray, bev: np.ndarray, height: int) -> np.ndarray:
+    """The two views side by side, both scaled to ``height`` px; RGB uint8."""
 
     def fit(img):
         w = int(round(img.shape[1] * height / img.shape[0]))
@@ -143,21 +145,26 @@ def write_video(
     height: int = 480,
     progress: bool = True,
 ) -> dict:
-    """``demo.mp4`` (mp4v, :data:`VIDEO_FPS`) of every published frame (:func:`_panel`), or PNG frames in
-    ``frames/`` when this OpenCV build cannot write MP4; ``camera.png`` and ``bev.png`` of the middle
-    frame. Returns the paths and the frame count."""
+    """``demo.mp4`` (mp4v, :data:`VIDEO_FPS`) of every published frame (:func:`_views` side by side), or
+    PNG frames in ``frames/`` when this OpenCV build cannot write MP4; ``camera.png`` and ``bev.png`` of
+    the middle frame. Frames are streamed (one decoded image at a time). Returns the paths and the frame
+    count."""
     from tqdm import tqdm
 
-    from edgefuse.sim.preview import bev_image, camera_overlay
+    from edgefuse.logs import LogReader
+    from edgefuse.pipeline import DETECTIONS_TOPIC
 
-    frames = list(_frames_for_video(sim_log, det_log, calib, score_min))
-    if not frames:
-        return {"video": None, "video_frames": 0, "camera_png": None, "bev_png": None}
+    topic = LogReader(det_log).topics().get(DETECTIONS_TOPIC)
+    total = topic.count if topic is not None else 0
     video = out_dir / "demo.mp4"
-    writer = None
-    png_dir = None
-    for i, f in enumerate(tqdm(frames, desc="video", unit="frame", disable=not progress, leave=False)):
-        panel = cv2.cvtColor(_panel(*f, calib=calib, height=height), cv2.COLOR_RGB2BGR)
+    writer = png_dir = middle = None
+    n = 0
+    frames = _frames_for_video(sim_log, det_log, calib, score_min)
+    for f in tqdm(frames, total=total, desc="video", unit="frame", disable=not progress, leave=False):
+        cam, bev = _views(*f, calib=calib)
+        if n == total // 2:
+            middle = (cam, bev)
+        panel = cv2.cvtColor(_panel(cam, bev, height), cv2.COLOR_RGB2BGR)
         if writer is None and png_dir is None:
             size = (panel.shape[1] // 2 * 2, panel.shape[0] // 2 * 2)
             writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, size)
@@ -167,18 +174,18 @@ def write_video(
         if writer is not None:
             writer.write(np.ascontiguousarray(panel[: size[1], : size[0]]))
         else:
-            cv2.imwrite(str(png_dir / f"{i:05d}.png"), panel)
+            cv2.imwrite(str(png_dir / f"{n:05d}.png"), panel)
+        n += 1
     if writer is not None:
         writer.release()
-    rgb, pts, rpts, dop, shown, gt = frames[len(frames) // 2]
+    if middle is None:
+        return {"video": None, "video_frames": 0, "camera_png": None, "bev_png": None}
     cam_png, bev_png = out_dir / "camera.png", out_dir / "bev.png"
-    cam_img = camera_overlay(rgb, shown, calib.cameras["cam_front"], calib.extrinsics["cam_front"])
-    cv2.imwrite(str(cam_png), cv2.cvtColor(cam_img, cv2.COLOR_RGB2BGR))
-    bev = bev_image(pts, rpts, shown, radar_doppler=dop, truth=gt)
-    cv2.imwrite(str(bev_png), cv2.cvtColor(bev, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(cam_png), cv2.cvtColor(middle[0], cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(bev_png), cv2.cvtColor(middle[1], cv2.COLOR_RGB2BGR))
     return {
-        "video": str(video) if writer is not None or png_dir is None else str(png_dir),
-        "video_frames": len(frames),
+        "video": str(png_dir) if png_dir is not None else str(video),
+        "video_frames": n,
         "camera_png": str(cam_png),
         "bev_png": str(bev_png),
     }
