@@ -32,6 +32,16 @@ from edgefuse.geometry import CameraModel, Transform, matrix_to_rotvec, rotvec_t
 MIN_POSES = 3
 
 
+def board_plane(T_cam_board) -> tuple[np.ndarray, float]:
+    """The board plane in the camera frame from its pose: (n (3,), d) with n·x = d on the board, n the
+    board's z axis turned to point from the board towards the camera (so d < 0)."""
+    n = T_cam_board.rotation[:, 2].copy()
+    c = T_cam_board.translation
+    if n @ c > 0:
+        n = -n
+    return n, float(n @ c)
+
+
 @dataclass(frozen=True)
 class BoardObservation:
     """One pose: ``T_cam_board`` (board frame → optical frame, PnP), ``points_lidar`` (K, 3) the board's
@@ -47,11 +57,7 @@ class BoardObservation:
     @property
     def plane_cam(self) -> tuple[np.ndarray, float]:
         """(n (3,), d) with n·x = d on the board, n pointing from the board towards the camera (d < 0)."""
-        n = self.T_cam_board.rotation[:, 2].copy()
-        c = self.T_cam_board.translation
-        if n @ c > 0:
-            n = -n
-        return n, float(n @ c)
+        return board_plane(self.T_cam_board)
 
 
 def board_pose_pnp(
@@ -347,11 +353,8 @@ class _Pose:
 
     @property
     def plane_cam(self) -> tuple[np.ndarray, float]:
-        n = self.T_cam_board.rotation[:, 2].copy()
-        c = self.T_cam_board.translation
-        if n @ c > 0:
-            n = -n
-        return n, float(n @ c)
+        """(n (3,), d) with n·x = d on the board, n pointing from the board towards the camera (d < 0)."""
+        return board_plane(self.T_cam_board)
 
 
 def group_holds(obs: list[BoardObservation], same_deg: float = 0.2) -> list[list[int]]:
