@@ -129,6 +129,10 @@ def test_eval_torch_and_onnxruntime_agree(trained, log, tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert 0.0 <= r["mAP"] <= 1.0 and r["frames"] >= 12 and r["latency_ms"]["p50"] > 0
     assert (tmp_path / "ev" / "pr_curve.png").is_file() and (tmp_path / "ev" / "worst_0.png").is_file()
+    fov, grid = r["camera_fov"]["per_class"], r["per_class"]
+    # the front camera sees part of the 360° grid: some truth, never more than the grid holds
+    assert 0 < sum(v["n_gt"] for v in fov.values()) < sum(v["n_gt"] for v in grid.values())
+    assert all(fov[k]["n_gt"] <= grid[k]["n_gt"] for k in grid)
     from edgefuse.engine.export import export_onnx
 
     onnx_path = export_onnx(out / "model.pt", tmp_path / "m.onnx")

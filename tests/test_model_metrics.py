@@ -88,3 +88,29 @@ def test_missed_objects_and_empty_classes():
     # a prediction of the wrong class never matches
     wrong = [Detections(0, (_det("cyclist", 5, 5, 0.8),))]
     assert evaluate_detections(wrong, gt, CLASSES)["mAP"] == 0.0
+
+
+def test_camera_view_keeps_what_projects_into_the_image():
+    """A camera at base_link (0, 0, 1.5) looking along +x, f = 200 px, principal point (200, 112) on a
+    400-px-wide image: 90° horizontal field of view, so an object is in view iff |y| < x (base_link y
+    left maps to image u decreasing)."""
+    from edgefuse.model.evaluate import in_camera_view
+
+    K = np.array([[200.0, 0, 200.0], [0, 200.0, 112.0], [0, 0, 1]])
+    R = np.array([[0.0, -1, 0], [0, 0, -1], [1, 0, 0]])  # optical ← base_link (x right = −y, y down = −z)
+    t = -R @ np.array([0.0, 0.0, 1.5])
+    P = (K @ np.c_[R, t])[None]  # (1 camera, 3, 4)
+    xs_ys = [(10.0, 0.0), (10.0, 9.9), (10.0, -9.9), (10.0, 10.5), (10.0, -10.5), (-10.0, 0.0), (0.05, 0.0)]
+    dets = Detections(0, tuple(_det("car", x, y) for x, y in xs_ys))
+    kept = in_camera_view(dets, P, (224, 400))
+    assert [tuple(o.box.center[:2]) for o in kept.objects] == [(10.0, 0.0), (10.0, 9.9), (10.0, -9.9)]
+    two = np.concatenate([P, _behind(K)])  # a second, rear-facing camera
+    kept2 = in_camera_view(dets, two, (224, 400))
+    assert len(kept2.objects) == 4  # the rear camera adds (-10, 0)
+    assert in_camera_view(Detections(0, ()), P, (224, 400)).objects == ()
+
+
+def _behind(K):
+    R = np.array([[0.0, 1, 0], [0, 0, -1], [-1, 0, 0]])  # looking along −x: x right = +y
+    t = -R @ np.array([0.0, 0.0, 1.5])
+    return (K @ np.c_[R, t])[None]
