@@ -66,7 +66,8 @@ def in_camera_view(dets: Detections, projection: np.ndarray, image_hw: tuple[int
     depth = uvw[..., 2]
     u = uvw[..., 0] / np.where(depth > 0.1, depth, 1.0)
     seen = ((depth > 0.1) & (u >= 0) & (u <= image_hw[1] - 1)).any(axis=0)
-    return Detections(dets.stamp_ns, tuple(o for o, k in zip(dets.objects, seen, strict=True) if k), dets.frame)
+    kept = tuple(o for o, k in zip(dets.objects, seen, strict=True) if k)
+    return Detections(dets.stamp_ns, kept, dets.frame)
 
 
 def frame_errors(pred: Detections, gt: Detections, classes, score_threshold: float) -> int:
