@@ -8,7 +8,7 @@
    and time per frame pair.
 3. Time offset from sweep-rate samples (10 Hz means over each sweep pair): our interval model vs
    ``scipy.signal.correlate`` on signals resampled to 1 kHz: error against the known delay, and time.
-4. Accuracy summary over seeds 0–2: LiDAR→camera (3 frames per pose) and radar→LiDAR (x, y, yaw).
+4. Accuracy summary over seeds 0–2: LiDAR→camera (6 frames per pose, as the tests) and radar→LiDAR (x, y, yaw).
 
 Run: ``.venv/bin/python benchmarks/calib_bench.py`` (≈ 1 min on 1 core); writes docs/calib_bench.json.
 """
@@ -171,7 +171,7 @@ def accuracy_bench() -> dict:
     lc, rl = [], []
     for seed in (0, 1, 2):
         obs = []
-        for k, (img, cloud, _t) in enumerate(lidar_camera_frames(seed, frames_per_pose=3)):
+        for k, (img, cloud, _t) in enumerate(lidar_camera_frames(seed, frames_per_pose=6)):
             o = board_observation(f"f{k}", img, cloud.xyz, board, calib.cameras["cam_front"], init)
             if not isinstance(o, str):
                 obs.append(o)

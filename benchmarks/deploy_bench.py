@@ -36,9 +36,10 @@ from edgefuse.engine.quantize import (
 from edgefuse.model.bundled import FILES
 
 BUNDLED = FILES["pt"]  # the bundled model (edgefuse.model.bundled)
+DEFAULT = "int8 image+backbone (default)"  # what `edgefuse quantize` writes
 VARIANTS = {
     "fp32": None,
-    "int8 image+backbone (default)": dict(scopes=QUANTIZED_SCOPES),
+    DEFAULT: dict(scopes=QUANTIZED_SCOPES),
     "int8 image+backbone+head": dict(scopes=CONV_SCOPES),
     "int8 image+fusion+backbone+head": dict(scopes=ALL_CONV_AND_FUSION_SCOPES),
     "int8 backbone+head only": dict(scopes=("/backbone/", "/head/")),
@@ -131,8 +132,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 s.run(None, feed)
                 times[k].append((time.perf_counter() - t0) * 1e3)
-        default = "int8 image+fusion+backbone+head (default)"
-        profiles = {k: op_profile(paths[k], test[:4], tmp) for k in ("fp32", default)}
+        profiles = {k: op_profile(paths[k], test[:4], tmp) for k in ("fp32", DEFAULT)}
         sizes = {k: p.stat().st_size / 1e6 for k, p in paths.items()}
     rows = {
         k: {
