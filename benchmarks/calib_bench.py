@@ -8,7 +8,8 @@
    and time per frame pair.
 3. Time offset from sweep-rate samples (10 Hz means over each sweep pair): our interval model vs
    ``scipy.signal.correlate`` on signals resampled to 1 kHz: error against the known delay, and time.
-4. Accuracy summary over seeds 0–2: LiDAR→camera (6 frames per pose, as the tests) and radar→LiDAR (x, y, yaw).
+4. Accuracy summary over seeds 0–2: LiDAR→camera (6 frames per pose, as the tests) and radar→LiDAR
+   (x, y, yaw).
 
 Run: ``.venv/bin/python benchmarks/calib_bench.py`` (≈ 1 min on 1 core); writes docs/calib_bench.json.
 """

@@ -194,19 +194,7 @@ def _plugin_net(net, where):
             self.proj = [folded(p) for p in net.fusion.proj]
 
         def encode(self, enc, points, coords, counts):
-            B, P, N, _ = points.shape
-            n64, c64 = counts.long(), coords.long()
-            keep = (torch.arange(N).view(1, 1, N) < n64.unsqueeze(-1)).to(points.dtype)
-            xyz = points[..., :3] * keep.unsqueeze(-1)
-            mean = xyz.sum(2, keepdim=True) / n64.clamp(min=1).to(points.dtype).view(B, P, 1, 1)
-            cx = enc.x0 + (c64[..., 1].to(points.dtype) + 0.5) * enc.cell
-            cy = enc.y0 + (c64[..., 0].to(points.dtype) + 0.5) * enc.cell
-            centre = torch.stack([cx, cy], -1).unsqueeze(2)
-            dec = torch.cat([points, points[..., :3] - mean, points[..., :2] - centre], -1) * keep.unsqueeze(
-                -1
-            )
-            x = enc.norm(enc.linear(dec).reshape(B * P * N, enc.channels)).reshape(B, P, N, enc.channels)
-            feats = (torch.relu(x) * keep.unsqueeze(-1)).amax(dim=2).transpose(1, 2)  # (B, C, P)
+            feats = enc.pillar_features(points, coords, counts)  # (B, C, P)
             return net._pool(Scatter.apply(feats, coords, counts, enc.h, enc.w))
 
         def forward(self, images, projection, camera_valid, lp, lc, ln, lv, rp, rc, rn, rv):

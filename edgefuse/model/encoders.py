@@ -77,7 +77,11 @@ class PillarEncoder(nn.Module):
         self.linear = nn.Linear(in_features + 5, channels, bias=False)
         self.norm = nn.BatchNorm1d(channels)
 
-    def forward(self, points: torch.Tensor, coords: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    def pillar_features(
+        self, points: torch.Tensor, coords: torch.Tensor, counts: torch.Tensor
+    ) -> torch.Tensor:
+        """The PointNet half: points (B, P, N, F), coords (B, P, 2), counts (B, P) → (B, C, P) features
+        per pillar (0 for padding); ``forward`` scatters them to the canvas."""
         B, P, N, _ = points.shape
         counts = counts.to(torch.int64)
         coords = coords.to(torch.int64)
@@ -90,7 +94,13 @@ class PillarEncoder(nn.Module):
         dec = torch.cat([points, points[..., :3] - mean, points[..., :2] - centre], -1) * keep.unsqueeze(-1)
         x = self.norm(self.linear(dec).reshape(B * P * N, self.channels)).reshape(B, P, N, self.channels)
         x = torch.relu(x) * keep.unsqueeze(-1)  # ReLU output ≥ 0: masked points never win the max
-        feats = x.amax(dim=2).transpose(1, 2)  # (B, C, P)
+        return x.amax(dim=2).transpose(1, 2)  # (B, C, P)
+
+    def forward(self, points: torch.Tensor, coords: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        feats = self.pillar_features(points, coords, counts)
+        B, P = counts.shape
+        counts = counts.to(torch.int64)
+        coords = coords.to(torch.int64)
         flat = coords[..., 0] * self.w + coords[..., 1]
         flat = torch.where(counts > 0, flat, torch.full_like(flat, self.h * self.w))
         # zeros derived from the data (not a constant): keeps a C×H×W zero block out of the exported file
