@@ -77,9 +77,6 @@ def test_camera_lift_samples_where_opencv_projects():
     feat = torch.stack([u_centre.view(1, wf).expand(hf, wf), torch.ones(hf, wf)])[None]
     out = lift(feat, x["projection"], x["camera_valid"])
     assert out.shape == (1, 2, 32, 40)
-    stack = CameraLift(GEOM.origin_xy, GEOM.cell_m, GEOM.grid_hw, heights, GEOM.image_hw, stack=True)
-    out_s = stack(feat, x["projection"], x["camera_valid"])  # channel c·Z + z: feature c at height z
-    assert out_s.shape == (1, 2 * len(heights), 32, 40)
     K = np.array([[60.0, 0, 47.5], [0, 60.0, 31.5], [0, 0, 1]])
     R_bc = np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]])  # base <- optical
     rvec, _ = cv2.Rodrigues(R_bc.T)
@@ -100,10 +97,6 @@ def test_camera_lift_samples_where_opencv_projects():
                 & (uv[:, 1] <= Hi - 1)
             )
             got = out[0, :, iy, ix].numpy()
-            got_s = out_s[0, :, iy, ix].numpy().reshape(2, len(heights))
-            np.testing.assert_array_equal(got_s[1], seen.astype(np.float32))  # ones where that height is seen
-            for z in np.flatnonzero(seen & (uv[:, 0] > 4) & (uv[:, 0] < Wi - 5)):
-                assert got_s[0, z] == pytest.approx(uv[z, 0], abs=1e-3)
             if not seen.any():
                 assert got[1] == 0.0
                 continue
@@ -148,21 +141,6 @@ def test_full_network_shapes(fusion):
     assert boxes.shape == (2, 20, 9) and boxes.dtype == torch.float32
     assert scores.shape == (2, 20) and labels.shape == (2, 20) and labels.dtype == torch.int64
     assert torch.all(scores[:, :-1] >= scores[:, 1:])
-
-
-def test_stacked_lift_network_and_no_plugin_export():
-    net = FusionNet(GEOM, ModelConfig(lift="stack", top_k=5)).eval()
-    x = _inputs()
-    boxes, _, _ = net.forward_decoded(*[x[n] for n in INPUT_NAMES])
-    assert boxes.shape == (2, 5, 9)
-    assert net.fusion.proj[0][0].in_channels == 32 * 3  # image channels × heights
-    from edgefuse.engine.export import _plugin_net
-    from edgefuse.model.manifest import ManifestError
-
-    with pytest.raises(ManifestError, match="'mean' lift"):
-        _plugin_net(net, "m.pt")
-    with pytest.raises(ValueError, match="ModelConfig.lift"):
-        ModelConfig(lift="max")
 
 
 def test_single_modality_network():

@@ -132,11 +132,10 @@ def _plugin_net(net, where):
     from edgefuse.model.fusion import GatedFusion
 
     c, g = net.config, net.geometry
-    if not isinstance(net.fusion, GatedFusion) or c.modalities[0] != "camera" or c.lift != "mean":
+    if not isinstance(net.fusion, GatedFusion) or c.modalities[0] != "camera":
         raise ManifestError(
-            f"{where}: export --plugins needs a model with camera, 'gated' fusion and the 'mean' lift "
-            f"(this one: fusion {c.fusion!r}, modalities {list(c.modalities)}, lift {c.lift!r}); "
-            "export without --plugins"
+            f"{where}: export --plugins needs a model with camera and 'gated' fusion "
+            f"(this one: fusion {c.fusion!r}, modalities {list(c.modalities)}); export without --plugins"
         )
 
     class Scatter(torch.autograd.Function):

@@ -13,10 +13,6 @@ from dataclasses import asdict, dataclass, field
 from edgefuse.errors import InputError
 
 FUSIONS: tuple[str, ...] = ("concat", "weighted", "gated")
-#: How the camera lift combines its height samples: ``mean`` averages them (what the CUDA BEV fusion
-#: kernel implements), ``stack`` keeps each height's features as its own channels (C·Z), so the fusion's
-#: projection sees the vertical extent of what a cell's column of samples hits.
-LIFTS: tuple[str, ...] = ("mean", "stack")
 #: The modality axis of every per-modality tensor (validity flags, dropout, ``--modalities``).
 MODALITIES: tuple[str, ...] = ("camera", "lidar", "radar")
 
@@ -29,8 +25,7 @@ class ModelConfigError(InputError):
 class ModelConfig:
     """Widths and choices of the network. ``fusion``: one of :data:`FUSIONS`; ``modalities``: which of
     :data:`MODALITIES` the model has encoders for; ``lift_heights_m``: heights above base_link's ground
-    plane at which each BEV cell is projected into the camera; ``lift``: one of :data:`LIFTS`;
-    ``head_stride``: BEV backbone output
+    plane at which each BEV cell is projected into the camera; ``head_stride``: BEV backbone output
     stride relative to the fusion grid (1 or 2); ``bev_downsample``: the fusion grid is the pillar grid
     max-pooled by this factor (1 or 2; the camera is lifted straight to the fusion grid); ``top_k``:
     detections the graph returns."""
@@ -46,15 +41,12 @@ class ModelConfig:
     bev_downsample: int = 2
     head_stride: int = 1
     lift_heights_m: tuple[float, ...] = (0.5, 1.25, 2.0)
-    lift: str = "mean"
     top_k: int = 100
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ModelConfigError(f"ModelConfig.fusion: expected one of {FUSIONS}, got {self.fusion!r}")
-        if self.lift not in LIFTS:
-            raise ModelConfigError(f"ModelConfig.lift: expected one of {LIFTS}, got {self.lift!r}")
         mods = tuple(self.modalities)
         object.__setattr__(self, "modalities", mods)
         bad = [m for m in mods if m not in MODALITIES]

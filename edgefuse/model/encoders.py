@@ -134,8 +134,7 @@ class CameraLift(nn.Module):
     forward(features (B·Ncam, C, hf, wf), projection (B, Ncam, 3, 4) base_link → pixel of the network's
     input image (Hi × Wi), camera_valid (B, Ncam) 0/1) → (B, C, H, W): the mean over (valid camera,
     height) samples whose point is in front of the camera (depth > 0.1 m) and inside the image; 0 where
-    no camera sees the cell. With ``stack`` the heights are not averaged: (B, C·Z, H, W), channel
-    c·Z + z the mean over valid cameras of height z's sample."""
+    no camera sees the cell."""
 
     def __init__(
         self,
@@ -144,10 +143,8 @@ class CameraLift(nn.Module):
         grid_hw: tuple[int, int],
         heights_m: tuple[float, ...],
         image_hw: tuple[int, int],
-        stack: bool = False,
     ):
         super().__init__()
-        self.stack = bool(stack)
         H, W = int(grid_hw[0]), int(grid_hw[1])
         self.h, self.w = H, W
         self.image_hw = (int(image_hw[0]), int(image_hw[1]))
@@ -185,7 +182,6 @@ class CameraLift(nn.Module):
         w = seen.to(features.dtype) * camera_valid.to(features.dtype).reshape(B * ncam, 1)
         w = w.reshape(B * ncam, 1, Z, H * W)
         sampled = sampled.reshape(B * ncam, C, Z, H * W)
-        over = (1,) if self.stack else (1, 3)  # cameras, and heights unless stacked
-        total = (sampled * w).reshape(B, ncam, C, Z, H * W).sum(dim=over)
-        n = w.reshape(B, ncam, 1, Z, H * W).sum(dim=over)
-        return (total / n.clamp(min=1.0)).reshape(B, -1, H, W)
+        total = (sampled * w).reshape(B, ncam, C, Z, H * W).sum(dim=(1, 3))
+        n = w.reshape(B, ncam, 1, Z, H * W).sum(dim=(1, 3))
+        return (total / n.clamp(min=1.0)).reshape(B, C, H, W)

@@ -70,11 +70,8 @@ class FusionNet(nn.Module):
         chans = []
         if "camera" in c.modalities:
             self.image_encoder = ImageEncoder(c.image_channels)
-            stack = c.lift == "stack"
-            self.lift = CameraLift(
-                g.origin_xy, g.cell_m * ds, self.fusion_hw, c.lift_heights_m, g.image_hw, stack
-            )
-            chans.append(c.image_channels * (len(c.lift_heights_m) if stack else 1))
+            self.lift = CameraLift(g.origin_xy, g.cell_m * ds, self.fusion_hw, c.lift_heights_m, g.image_hw)
+            chans.append(c.image_channels)
         if "lidar" in c.modalities:
             self.lidar_encoder = PillarEncoder(
                 g.lidar_features, c.lidar_channels, g.grid_hw, g.origin_xy, g.cell_m
