@@ -126,10 +126,11 @@ def _scored(work: Path, model_file: Path, label: str, modalities=None) -> dict:
     for sc, logs in eval_logs(work).items():
         out = work / "eval" / label / sc
         done = out / "result.json"
-        fresh = done.is_file() and done.stat().st_mtime > model.stat().st_mtime
-        if fresh and "camera_fov" in json.loads(done.read_text()):
-            per[sc] = json.loads(done.read_text())
-            continue
+        if done.is_file() and done.stat().st_mtime > model.stat().st_mtime:
+            kept = json.loads(done.read_text())
+            if "camera_fov" in kept:  # results from before the field-of-view score are redone
+                per[sc] = kept
+                continue
         kw = {} if modalities is None else {"modalities": modalities}
         per[sc] = evaluate(model, logs, out_dir=out, cache_root=work / "cache", progress=True, **kw)
         done.write_text(json.dumps(per[sc], indent=2))
