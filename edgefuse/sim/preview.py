@@ -106,11 +106,11 @@ def bev_image(
 ) -> np.ndarray:
     """A top view in base_link: forward up, left to the left, the ego near the bottom centre.
 
-        Covers x ∈ [-extent_m/3, extent_m] and y ∈ [-extent_m, extent_m] at ``px_per_m``. Range rings every
-        10 m; LiDAR ``points_base`` (N, 3) m as 1-px dots coloured by height over ``z_range_m`` (TURBO);
-        radar ``radar_base`` (M, 3) m as 3-px rings coloured by ``radar_doppler`` (M,) m/s (blue approaching,
-        red receding, saturating at ``doppler_range_mps``; white without doppler); boxes as rotated rectangles
-        in their class colour with a heading tick; ``truth`` (optional reference boxes, e.g. ground truth
+    Covers x ∈ [-extent_m/3, extent_m] and y ∈ [-extent_m, extent_m] at ``px_per_m``. Range rings every
+    10 m; LiDAR ``points_base`` (N, 3) m as 1-px dots coloured by height over ``z_range_m`` (TURBO);
+    radar ``radar_base`` (M, 3) m as 3-px rings coloured by ``radar_doppler`` (M,) m/s (blue approaching,
+    red receding, saturating at ``doppler_range_mps``; white without doppler); boxes as rotated rectangles
+    in their class colour with a heading tick; ``truth`` (optional reference boxes, e.g. ground truth
     under predictions) as thin green outlines beneath them. Returns (H, W, 3) uint8 RGB."""
     pts = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
     rad = np.asarray(radar_base, dtype=np.float64).reshape(-1, 3)
