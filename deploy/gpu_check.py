@@ -556,7 +556,8 @@ def environment(D, lib_path) -> dict:
             .stdout.strip()
             .splitlines()
         )
-        env["nvcc"] = out[-1] if out else str(nvcc)
+        release = [ln for ln in out if "release" in ln]  # "Cuda compilation tools, release 13.0, V13.0.88"
+        env["nvcc"] = (release or out or [str(nvcc)])[-1]
     try:
         smi = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
