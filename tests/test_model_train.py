@@ -160,3 +160,42 @@ def test_modality_dropout_rates_per_modality():
     lidar_dropped = sum("lidar" not in k for k in kept) / len(kept)
     assert 0.55 < lidar_dropped < 0.65  # binomial sd ≈ 0.011
     assert all("camera" in k and "radar" in k for k in kept)  # rate 0 (not named): never dropped
+
+
+def test_depth_head_is_trained_against_the_lidar(tmp_path):
+    """With ``depth_bins`` the camera's depth loss (targets from the frame's LiDAR points) joins the loss:
+    its weight changes the run, and the depth head learns towards the points' depth bins."""
+    from edgefuse.model.losses import depth_loss, lidar_depth_targets
+
+    data = TinySet(n=4)
+    K = np.array([[24.0, 0, 23.5], [0, 24.0, 15.5], [0, 0, 1]])
+    R_cb = np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]).T  # optical ← base_link
+    proj = (K @ np.c_[R_cb, -R_cb @ [0, 0, 1.5]]).astype(np.float32)
+    for feed, _ in data.items:
+        feed["projection"] = proj[None]
+    cfg = ModelConfig(top_k=10, depth_bins=8, depth_range_m=(0.5, 4.5))
+
+    def run(weight, out):
+        torch.manual_seed(0)
+        net = FusionNet(GEOM, cfg)
+        tc = TrainConfig(
+            epochs=6, batch_size=2, lr=5e-3, seed=1, modality_dropout=0.0, depth_loss_weight=weight
+        )
+        return net, fit(net, data, out, _manifest(), tc, progress=False)
+
+    def depth_ce(net):
+        x = {k: torch.from_numpy(np.stack([f[k] for f, _ in data.items])) for k in INPUT_NAMES}
+        with torch.no_grad():
+            logits = net.forward_with_depth(*[x[k] for k in INPUT_NAMES])[2]
+        t = lidar_depth_targets(
+            x["lidar_pillars"], x["lidar_counts"], x["projection"], x["camera_valid"],
+            GEOM.image_hw, tuple(logits.shape[2:]), 8, (0.5, 4.5),
+        )  # fmt: skip
+        assert (t >= 0).sum() >= 4  # the tiny frames' points are in view
+        return depth_loss(logits, t).item()
+
+    supervised, a = run(1.0, tmp_path / "a")
+    unsupervised, b = run(0.0, tmp_path / "b")
+    assert a["losses"] != b["losses"]
+    # the images are noise, so what can be learnt is the targets' bin frequencies: below uniform's ln 8
+    assert depth_ce(supervised) < 0.9 * np.log(8) < depth_ce(unsupervised)
