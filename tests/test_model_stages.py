@@ -151,12 +151,11 @@ def test_single_modality_network():
     assert not hasattr(net, "image_encoder") and not hasattr(net, "lidar_encoder")
 
 
-@pytest.mark.parametrize("depth_bins", [0, 12])
-def test_onnx_export_matches_torch(tmp_path, depth_bins):
+def test_onnx_export_matches_torch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     from edgefuse.model.network import OUTPUT_NAMES, DecodedNet
 
-    net = FusionNet(GEOM, ModelConfig(top_k=10, depth_bins=depth_bins)).eval()
+    net = FusionNet(GEOM, ModelConfig(top_k=10)).eval()
     x = _inputs(B=1)
     args = tuple(x[n] for n in INPUT_NAMES)
     path = tmp_path / "m.onnx"
@@ -175,84 +174,3 @@ def test_onnx_export_matches_torch(tmp_path, depth_bins):
         want = DecodedNet(net).eval()(*args)
     np.testing.assert_allclose(got[1], want[1].numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got[0], want[0].numpy(), rtol=1e-3, atol=1e-3)
-
-
-def test_camera_lift_with_depth_puts_features_at_the_believed_depth():
-    """A depth head certain of bin b: only cells whose camera depth (optical z; base_link x for this
-    forward camera) falls in bin b receive the features; the others get 0."""
-    x = _inputs(B=1)
-    Hi, Wi = GEOM.image_hw
-    heights, bins, rng_m = (0.5, 1.5), 10, (1.0, 21.0)  # 2 m bins
-    lift = CameraLift(GEOM.origin_xy, GEOM.cell_m, GEOM.grid_hw, heights, GEOM.image_hw, bins, rng_m)
-    hf, wf = Hi // 8, Wi // 8
-    feat = torch.ones(1, 1, hf, wf)
-    b = 3  # x in [7, 9) m
-    logits = torch.zeros(1, bins, hf, wf)
-    logits[:, b] = 50.0  # softmax ≈ 1 at bin b
-    out = lift(feat, x["projection"], x["camera_valid"], logits)[0, 0].numpy()
-    plain = CameraLift(GEOM.origin_xy, GEOM.cell_m, GEOM.grid_hw, heights, GEOM.image_hw)(
-        feat, x["projection"], x["camera_valid"]
-    )[0, 0].numpy()
-    R_bc = np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]])  # base_link ← optical
-    hits = 0
-    for iy in range(32):
-        for ix in range(40):
-            cx, cy = 0.25 + ix * 0.5, -8 + 0.25 + iy * 0.5
-            pts = np.array([[cx, cy, z] for z in heights])
-            depth = (R_bc.T @ (pts - [0, 0, 1.5]).T)[2]
-            if plain[iy, ix] == 0:  # no camera sample sees the cell: nothing either way
-                assert out[iy, ix] == 0
-                continue
-            in_bin = (depth >= 7.0) & (depth < 9.0)
-            assert in_bin.all() or not in_bin.any()  # depth does not depend on the height here
-            want = 1.0 if in_bin.all() else 0.0
-            assert out[iy, ix] == pytest.approx(want, abs=1e-6), (iy, ix, depth)
-            hits += bool(in_bin.all())
-    assert hits >= 8
-    with pytest.raises(ValueError, match="depth_logits"):
-        lift(feat, x["projection"], x["camera_valid"])
-
-
-def test_lidar_depth_targets_bin_the_nearest_point_of_each_feature_pixel():
-    from edgefuse.model.losses import depth_loss, lidar_depth_targets
-
-    Hi, Wi = GEOM.image_hw
-    hf, wf = Hi // 8, Wi // 8
-    proj = _inputs(B=1)["projection"]
-    K = np.array([[60.0, 0, 47.5], [0, 60.0, 31.5], [0, 0, 1]])
-    R_bc = np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]])
-    rvec, _ = cv2.Rodrigues(R_bc.T)
-    tvec = -R_bc.T @ np.array([0, 0, 1.5])
-    pts = np.zeros((1, 3, 4, 6), np.float32)
-    pts[0, 0, 0, :3] = [10.2, 1.0, 1.0]  # bin 4 of 2 m bins from 1 m: [9, 11)
-    pts[0, 0, 1, :3] = [10.2 * 1.5, 1.5, 1.5 - 0.5 * 1.5]  # the same ray from the camera, 1.5× as far: loses
-    pts[0, 1, 0, :3] = [5.5, -2.0, 0.2]  # bin 2
-    pts[0, 1, 1, :3] = [3.0, 0.0, 1.0]  # padding (count 1): ignored
-    pts[0, 2, 0, :3] = [-5.0, 0.0, 1.0]  # behind the camera
-    counts = torch.tensor([[2, 1, 1]], dtype=torch.int32)
-    geometry = ((Hi, Wi), (hf, wf), 10, (1.0, 21.0))
-    on, off_ = torch.ones(1, 1, dtype=torch.uint8), torch.zeros(1, 1, dtype=torch.uint8)
-    t = lidar_depth_targets(torch.from_numpy(pts), counts, proj, on, *geometry)
-    assert t.shape == (1, hf, wf) and t.dtype == torch.int64
-    want = np.full((hf, wf), -1)
-    for p, b in (((10.2, 1.0, 1.0), 4), ((5.5, -2.0, 0.2), 2)):
-        uv, _ = cv2.projectPoints(np.array([p]), rvec, tvec, K, None)
-        u, v = uv.reshape(2)
-        want[int((v + 0.5) // 8), int((u + 0.5) // 8)] = b
-    np.testing.assert_array_equal(t[0].numpy(), want)
-    off = lidar_depth_targets(torch.from_numpy(pts), counts, proj, off_, *geometry)
-    assert (off == -1).all()
-    logits = torch.zeros(1, 10, hf, wf)
-    assert depth_loss(logits, t).item() == pytest.approx(np.log(10), rel=1e-6)  # uniform: ln D
-    assert depth_loss(logits, off).item() == 0.0
-
-
-def test_network_with_a_depth_head():
-    net = FusionNet(GEOM, ModelConfig(top_k=5, depth_bins=12)).eval()
-    x = _inputs()
-    with torch.no_grad():
-        heat, reg, depth = net.forward_with_depth(*[x[n] for n in INPUT_NAMES])
-        heat2, _ = net(*[x[n] for n in INPUT_NAMES])
-    assert depth.shape == (2, 12, 8, 12) and depth.dtype == torch.float32
-    torch.testing.assert_close(heat, heat2)
-    assert FusionNet(GEOM, ModelConfig(top_k=5)).forward_with_depth(*[x[n] for n in INPUT_NAMES])[2] is None

@@ -137,11 +137,6 @@ def _plugin_net(net, where):
             f"{where}: export --plugins needs a model with camera and 'gated' fusion "
             f"(this one: fusion {c.fusion!r}, modalities {list(c.modalities)}); export without --plugins"
         )
-    if c.depth_bins:
-        raise ManifestError(
-            f"{where}: export --plugins: the CUDA camera lift (ef_camera_lift) has no depth weighting, and "
-            f"this model's lift uses a depth head (depth_bins {c.depth_bins}); export without --plugins"
-        )
 
     class Scatter(torch.autograd.Function):
         @staticmethod

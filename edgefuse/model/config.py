@@ -28,9 +28,7 @@ class ModelConfig:
     plane at which each BEV cell is projected into the camera; ``head_stride``: BEV backbone output
     stride relative to the fusion grid (1 or 2); ``bev_downsample``: the fusion grid is the pillar grid
     max-pooled by this factor (1 or 2; the camera is lifted straight to the fusion grid); ``top_k``:
-    detections the graph returns; ``depth_bins``: 0 lifts the camera's features to every cell along a
-    pixel's ray alike, D > 0 adds a depth head to the image CNN (D equal bins over ``depth_range_m``,
-    supervised by LiDAR depth in training) whose probabilities weight the lift."""
+    detections the graph returns."""
 
     fusion: str = "gated"
     modalities: tuple[str, ...] = MODALITIES
@@ -44,8 +42,6 @@ class ModelConfig:
     head_stride: int = 1
     lift_heights_m: tuple[float, ...] = (0.5, 1.25, 2.0)
     top_k: int = 100
-    depth_bins: int = 0
-    depth_range_m: tuple[float, float] = (1.0, 45.0)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -63,12 +59,6 @@ class ModelConfig:
                 raise ModelConfigError(f"ModelConfig.{name}: expected 1 or 2, got {getattr(self, name)}")
         object.__setattr__(self, "backbone_channels", tuple(int(c) for c in self.backbone_channels))
         object.__setattr__(self, "lift_heights_m", tuple(float(h) for h in self.lift_heights_m))
-        lo, hi = (float(v) for v in self.depth_range_m)
-        object.__setattr__(self, "depth_range_m", (lo, hi))
-        if not 0 < lo < hi:
-            raise ModelConfigError(f"ModelConfig.depth_range_m: expected 0 < near < far, got {(lo, hi)}")
-        if self.depth_bins < 0:
-            raise ModelConfigError(f"ModelConfig.depth_bins: expected ≥ 0, got {self.depth_bins}")
         if self.top_k < 1:
             raise ModelConfigError(f"ModelConfig.top_k: expected ≥ 1, got {self.top_k}")
 
@@ -77,7 +67,6 @@ class ModelConfig:
         d["modalities"] = list(self.modalities)
         d["backbone_channels"] = list(self.backbone_channels)
         d["lift_heights_m"] = list(self.lift_heights_m)
-        d["depth_range_m"] = list(self.depth_range_m)
         return d
 
     @staticmethod
@@ -87,7 +76,7 @@ class ModelConfig:
         if unknown:
             raise ModelConfigError(f"{where}: unknown keys {unknown}; expected some of {sorted(known)}")
         d = dict(d)
-        for k in ("modalities", "backbone_channels", "lift_heights_m", "depth_range_m"):
+        for k in ("modalities", "backbone_channels", "lift_heights_m"):
             if k in d:
                 d[k] = tuple(d[k])
         return ModelConfig(**d)

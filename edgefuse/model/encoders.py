@@ -18,49 +18,32 @@ import torch
 from torch import nn
 
 
-def _taps(u: torch.Tensor, v: torch.Tensor, Hi: int, Wi: int, hf: int, wf: int):
-    """The four bilinear taps of input-image pixels ``u``, ``v`` (M, S) on an hf × wf feature map →
-    (flat pixel indices (4, M, S) int64 into the M maps laid out one after the other, weights
-    (4, M, S)), in the order (y0 x0, y0 x1, y1 x0, y1 x1).
+def _bilinear(features: torch.Tensor, u: torch.Tensor, v: torch.Tensor, Hi: int, Wi: int) -> torch.Tensor:
+    """Bilinear samples of ``features`` (M, C, hf, wf) at input-image pixels ``u``, ``v`` (M, S) → (M, C, S).
 
     Feature pixel j covers input pixels [j·s, (j+1)·s) with s = Wi / wf (likewise rows), so its centre
-    is at input pixel (j + 0.5)·s − 0.5; samples beyond the outer centres take the edge value."""
-    M = u.shape[0]
+    is at input pixel (j + 0.5)·s − 0.5; samples beyond the outer centres take the edge value. Written
+    with flat Gathers (not GridSample, which is slow in onnxruntime on CPU and clamps differently)."""
+    M, C, hf, wf = features.shape
     fx = ((u + 0.5) * (wf / Wi) - 0.5).clamp(0.0, wf - 1.0)
     fy = ((v + 0.5) * (hf / Hi) - 0.5).clamp(0.0, hf - 1.0)
     x0 = torch.floor(fx)
     y0 = torch.floor(fy)
-    ax = fx - x0
-    ay = fy - y0
+    ax = (fx - x0).unsqueeze(-1)
+    ay = (fy - y0).unsqueeze(-1)
     x0i = x0.to(torch.int64)
     y0i = y0.to(torch.int64)
     x1i = torch.clamp(x0i + 1, max=wf - 1)
     y1i = torch.clamp(y0i + 1, max=hf - 1)
-    base = (torch.arange(M, device=u.device) * (hf * wf)).view(M, 1)
-    rows0, rows1 = base + y0i * wf, base + y1i * wf
-    idx = torch.stack([rows0 + x0i, rows0 + x1i, rows1 + x0i, rows1 + x1i])
-    w = torch.stack([(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay])
-    return idx, w
+    base = (torch.arange(M, device=features.device) * (hf * wf)).view(M, 1)
+    table = features.permute(0, 2, 3, 1).reshape(M * hf * wf, C)
 
+    def at(yi, xi):
+        return table[(base + yi * wf + xi).reshape(-1)].reshape(M, -1, C)
 
-def _bilinear(features: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of ``features`` (M, C, hf, wf) at the taps of :func:`_taps` → (M, C, S). Written
-    with flat Gathers (not GridSample, which is slow in onnxruntime on CPU and clamps differently)."""
-    M, C = features.shape[:2]
-    table = features.permute(0, 2, 3, 1).reshape(-1, C)
-    out = sum(table[idx[k].reshape(-1)].reshape(M, -1, C) * w[k].unsqueeze(-1) for k in range(4))
-    return out.permute(0, 2, 1)
-
-
-def depth_bin(
-    depth: torch.Tensor, bins: int, range_m: tuple[float, float]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Depths (any shape, m) → (bin index int64 in [0, bins), inside-range mask): ``bins`` equal bins over
-    [range_m[0], range_m[1])."""
-    lo, hi = range_m
-    inside = (depth >= lo) & (depth < hi)
-    b = torch.floor((depth - lo) * (bins / (hi - lo))).clamp(0, bins - 1).to(torch.int64)
-    return b, inside
+    top = at(y0i, x0i) * (1 - ax) + at(y0i, x1i) * ax
+    bottom = at(y1i, x0i) * (1 - ax) + at(y1i, x1i) * ax
+    return (top * (1 - ay) + bottom * ay).permute(0, 2, 1)
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
@@ -149,15 +132,9 @@ class CameraLift(nn.Module):
     """Image features → BEV by projecting each cell centre at several heights.
 
     forward(features (B·Ncam, C, hf, wf), projection (B, Ncam, 3, 4) base_link → pixel of the network's
-    input image (Hi × Wi), camera_valid (B, Ncam) 0/1[, depth_logits (B·Ncam, D, hf, wf)]) → (B, C, H, W):
-    the mean over (valid camera, height) samples whose point is in front of the camera (depth > 0.1 m)
-    and inside the image; 0 where no camera sees the cell.
-
-    With ``depth_bins`` D > 0 each sample's features are weighted by the probability the image gives to
-    the sample's own depth: softmax of ``depth_logits`` over D equal bins of ``depth_range_m``, read at
-    the sample's pixel (bilinear) and its depth bin; samples outside the range weigh 0. A pixel's
-    features then land near the depth the network believes, not smeared along the whole ray
-    (backward projection with a depth distribution, as in BEVDepth / FB-BEV)."""
+    input image (Hi × Wi), camera_valid (B, Ncam) 0/1) → (B, C, H, W): the mean over (valid camera,
+    height) samples whose point is in front of the camera (depth > 0.1 m) and inside the image; 0 where
+    no camera sees the cell."""
 
     def __init__(
         self,
@@ -166,12 +143,8 @@ class CameraLift(nn.Module):
         grid_hw: tuple[int, int],
         heights_m: tuple[float, ...],
         image_hw: tuple[int, int],
-        depth_bins: int = 0,
-        depth_range_m: tuple[float, float] = (1.0, 45.0),
     ):
         super().__init__()
-        self.depth_bins = int(depth_bins)
-        self.depth_range_m = (float(depth_range_m[0]), float(depth_range_m[1]))
         H, W = int(grid_hw[0]), int(grid_hw[1])
         self.h, self.w = H, W
         self.image_hw = (int(image_hw[0]), int(image_hw[1]))
@@ -193,14 +166,10 @@ class CameraLift(nn.Module):
         self.n_heights = Z
 
     def forward(
-        self,
-        features: torch.Tensor,
-        projection: torch.Tensor,
-        camera_valid: torch.Tensor,
-        depth_logits: torch.Tensor | None = None,
+        self, features: torch.Tensor, projection: torch.Tensor, camera_valid: torch.Tensor
     ) -> torch.Tensor:
         B, ncam = projection.shape[0], projection.shape[1]
-        C, hf, wf = features.shape[1:]
+        C = features.shape[1]
         Hi, Wi = self.image_hw
         Z, H, W = self.n_heights, self.h, self.w
         uvw = torch.matmul(projection.reshape(B * ncam, 3, 4), self.points)  # (B·Ncam, 3, Z·H·W)
@@ -209,20 +178,10 @@ class CameraLift(nn.Module):
         u = uvw[:, 0] / safe
         v = uvw[:, 1] / safe
         seen = (depth > 0.1) & (u >= 0) & (u <= Wi - 1) & (v >= 0) & (v <= Hi - 1)
-        idx, tw = _taps(u, v, Hi, Wi, hf, wf)
-        sampled = _bilinear(features, idx, tw)  # (B·Ncam, C, Z·H·W)
+        sampled = _bilinear(features, u, v, Hi, Wi)  # (B·Ncam, C, Z·H·W)
         w = seen.to(features.dtype) * camera_valid.to(features.dtype).reshape(B * ncam, 1)
-        n = w.reshape(B, ncam, 1, Z, H * W).sum(dim=(1, 3))  # samples seen, before depth weighting
-        if self.depth_bins:
-            D = self.depth_bins
-            if depth_logits is None or tuple(depth_logits.shape) != (B * ncam, D, hf, wf):
-                got = None if depth_logits is None else tuple(depth_logits.shape)
-                raise ValueError(f"CameraLift depth_logits: expected {(B * ncam, D, hf, wf)}, got {got}")
-            prob = torch.softmax(depth_logits, dim=1).permute(0, 2, 3, 1).reshape(-1)  # (M·hf·wf·D)
-            b, inside = depth_bin(depth, D, self.depth_range_m)
-            p = sum(prob[(idx[k] * D + b).reshape(-1)].reshape(b.shape) * tw[k] for k in range(4))
-            w = w * p * inside.to(features.dtype)
         w = w.reshape(B * ncam, 1, Z, H * W)
         sampled = sampled.reshape(B * ncam, C, Z, H * W)
         total = (sampled * w).reshape(B, ncam, C, Z, H * W).sum(dim=(1, 3))
+        n = w.reshape(B, ncam, 1, Z, H * W).sum(dim=(1, 3))
         return (total / n.clamp(min=1.0)).reshape(B, C, H, W)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgefuse.model.config import MODALITIES, ModelConfig, ModelConfigError
-from edgefuse.model.encoders import CameraLift, ImageEncoder, PillarEncoder, conv_bn
+from edgefuse.model.encoders import CameraLift, ImageEncoder, PillarEncoder
 from edgefuse.model.fusion import make_fusion
 from edgefuse.model.heads import Backbone, CenterHead, TopKDecode
 from edgefuse.model.io import INPUT_NAMES, OUTPUT_NAMES  # noqa: F401 - re-exported
@@ -70,14 +70,7 @@ class FusionNet(nn.Module):
         chans = []
         if "camera" in c.modalities:
             self.image_encoder = ImageEncoder(c.image_channels)
-            self.lift = CameraLift(
-                g.origin_xy, g.cell_m * ds, self.fusion_hw, c.lift_heights_m, g.image_hw,
-                c.depth_bins, c.depth_range_m,
-            )  # fmt: skip
-            if c.depth_bins:
-                self.depth_head = nn.Sequential(
-                    conv_bn(c.image_channels, c.image_channels), nn.Conv2d(c.image_channels, c.depth_bins, 1)
-                )
+            self.lift = CameraLift(g.origin_xy, g.cell_m * ds, self.fusion_hw, c.lift_heights_m, g.image_hw)
             chans.append(c.image_channels)
         if "lidar" in c.modalities:
             self.lidar_encoder = PillarEncoder(
@@ -107,28 +100,18 @@ class FusionNet(nn.Module):
         ds = self.config.bev_downsample
         return F.max_pool2d(x, ds, ds) if ds > 1 else x
 
-    def forward(self, *inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """The raw head outputs: class heatmap logits (B, K, Ho, Wo), regression (B, 10, Ho, Wo)."""
-        heat, reg, _ = self.forward_with_depth(*inputs)
-        return heat, reg
-
-    def forward_with_depth(
+    def forward(
         self,
         images, projection, camera_valid,
         lidar_pillars, lidar_coords, lidar_counts, lidar_valid,
         radar_pillars, radar_coords, radar_counts, radar_valid,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
-        """``forward`` plus the camera depth logits (B·Ncam, D, hf, wf) for the training's depth loss
-        (None without a depth head)."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         feats = []
-        depth_logits = None
         mods = self.config.modalities
         if "camera" in mods:
             B, ncam = images.shape[:2]
             f = self.image_encoder(images.reshape(B * ncam, *images.shape[2:]))
-            if self.config.depth_bins:
-                depth_logits = self.depth_head(f)
-            feats.append(self.lift(f, projection, camera_valid, depth_logits))
+            feats.append(self.lift(f, projection, camera_valid))
         if "lidar" in mods:
             feats.append(self._pool(self.lidar_encoder(lidar_pillars, lidar_coords, lidar_counts)))
         if "radar" in mods:
@@ -142,8 +125,7 @@ class FusionNet(nn.Module):
             dim=1,
         )[:, self.mod_index]
         fused = self.fusion(feats, valid)
-        heat, reg = self.head(self.backbone(fused))
-        return heat, reg, depth_logits
+        return self.head(self.backbone(fused))
 
     def forward_decoded(self, *inputs):
         heat, reg = self.forward(*inputs)

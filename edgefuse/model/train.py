@@ -22,7 +22,7 @@ import torch
 from edgefuse.model.checkpoint import read_checkpoint, save_model
 from edgefuse.model.config import MODALITIES
 from edgefuse.model.io import apply_modalities, stack
-from edgefuse.model.losses import depth_loss, lidar_depth_targets, total_loss
+from edgefuse.model.losses import total_loss
 from edgefuse.model.manifest import Manifest
 from edgefuse.model.network import INPUT_NAMES, FusionNet
 
@@ -31,9 +31,7 @@ from edgefuse.model.network import INPUT_NAMES, FusionNet
 class TrainConfig:
     """``modality_dropout``: per sample, each present modality is dropped with its probability (one rate
     for all, or a rate per modality name — absent names are never dropped; never all of them);
-    ``max_grad_norm``: gradient clipping; ``depth_loss_weight``: weight of the camera depth head's loss
-    against the LiDAR's depth (models with ``depth_bins``; the targets come from the frame's LiDAR even
-    when modality dropout hid it from the network)."""
+    ``max_grad_norm``: gradient clipping."""
 
     epochs: int = 20
     batch_size: int = 4
@@ -41,7 +39,6 @@ class TrainConfig:
     weight_decay: float = 1e-2
     modality_dropout: float | dict[str, float] = 0.15
     max_grad_norm: float = 10.0
-    depth_loss_weight: float = 0.5
     seed: int = 0
     threads: int = 2
 
@@ -142,27 +139,16 @@ def fit(
         )
         for s in bar:
             idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-            feeds, targets, lidar = [], [], []
+            feeds, targets = [], []
             for i in idx:
                 feed, target = samples.get(int(i))
                 keep = drop_modalities(rng, rates, present) if dropping else present
                 feeds.append(apply_modalities(feed, keep))
                 targets.append(target)
-                lidar.append({k: feed[k] for k in ("lidar_pillars", "lidar_counts")})
             x = _to_torch(stack(feeds))
             y = _to_torch(stack(targets))
-            heat, reg, depth = net.forward_with_depth(*[x[k] for k in INPUT_NAMES])
+            heat, reg = net(*[x[k] for k in INPUT_NAMES])
             loss, parts = total_loss(heat, reg, y)
-            if depth is not None:
-                raw = _to_torch(stack(lidar))
-                c = net.config
-                target = lidar_depth_targets(
-                    raw["lidar_pillars"], raw["lidar_counts"], x["projection"], x["camera_valid"],
-                    net.geometry.image_hw, tuple(depth.shape[2:]), c.depth_bins, c.depth_range_m,
-                )  # fmt: skip
-                ld = depth_loss(depth, target)
-                loss = loss + cfg.depth_loss_weight * ld
-                parts["depth"] = float(ld.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
@@ -170,8 +156,7 @@ def fit(
             sched.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
-            shown = {"loss": float(loss.detach()), **{k[:5]: v for k, v in parts.items()}}
-            bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", hm=f"{parts['heatmap']:.3f}")
         bar.close()
         losses.append(total / count)
         manifest.training = {
