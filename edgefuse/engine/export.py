@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefuse.model.config import MIN_CAMERA_DEPTH_M
 from edgefuse.model.io import INPUT_NAMES, OUTPUT_NAMES
 from edgefuse.model.manifest import ONNX_METADATA_KEY, Manifest, ManifestError
 
@@ -164,7 +165,7 @@ def _plugin_net(net, where):
         "cell_f": float(g.cell_m * c.bev_downsample),
         "heights_f": [float(h) for h in c.lift_heights_m],
         "gate_kernel_i": int(net.fusion.gate.kernel_size[0]),
-        "min_depth_f": 0.1,
+        "min_depth_f": MIN_CAMERA_DEPTH_M,
         "gate_eps_f": 1e-3,
     }
 

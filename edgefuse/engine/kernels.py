@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefuse.errors import InputError
+from edgefuse.model.config import MIN_CAMERA_DEPTH_M
 
 ABI_VERSION = 1  # EF_ABI_VERSION of deploy/plugins/ef_common.h
 MAX_MODALITIES = 4
@@ -161,7 +162,7 @@ def camera_lift_ref(
     cell: float,
     heights,
     image_hw: tuple[int, int],
-    min_depth: float = 0.1,
+    min_depth: float = MIN_CAMERA_DEPTH_M,
 ) -> np.ndarray:
     """Reference of ``ef_camera_lift`` (the model's ``CameraLift`` for one frame).
 
@@ -371,7 +372,7 @@ def voxelize_params(lo, hi, pillar_size, max_pillars: int, max_points: int, num_
 
 
 def camera_lift_params(
-    grid_hw, origin_xy, cell, n_cameras, channels, feat_hw, image_hw, heights, min_depth=0.1
+    grid_hw, origin_xy, cell, n_cameras, channels, feat_hw, image_hw, heights, min_depth=MIN_CAMERA_DEPTH_M
 ) -> EfCameraLiftParams:
     z = [float(h) for h in heights]
     if not 1 <= len(z) <= MAX_HEIGHTS:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgefuse.model.config import MIN_CAMERA_DEPTH_M
+
 
 def _bilinear(features: torch.Tensor, u: torch.Tensor, v: torch.Tensor, Hi: int, Wi: int) -> torch.Tensor:
     """Bilinear samples of ``features`` (M, C, hf, wf) at input-image pixels ``u``, ``v`` (M, S) → (M, C, S).
@@ -133,8 +135,8 @@ class CameraLift(nn.Module):
 
     forward(features (B·Ncam, C, hf, wf), projection (B, Ncam, 3, 4) base_link → pixel of the network's
     input image (Hi × Wi), camera_valid (B, Ncam) 0/1) → (B, C, H, W): the mean over (valid camera,
-    height) samples whose point is in front of the camera (depth > 0.1 m) and inside the image; 0 where
-    no camera sees the cell."""
+    height) samples whose point is in front of the camera (depth > ``MIN_CAMERA_DEPTH_M``) and inside
+    the image; 0 where no camera sees the cell."""
 
     def __init__(
         self,
@@ -174,10 +176,10 @@ class CameraLift(nn.Module):
         Z, H, W = self.n_heights, self.h, self.w
         uvw = torch.matmul(projection.reshape(B * ncam, 3, 4), self.points)  # (B·Ncam, 3, Z·H·W)
         depth = uvw[:, 2]
-        safe = torch.where(depth > 0.1, depth, torch.ones_like(depth))
+        safe = torch.where(depth > MIN_CAMERA_DEPTH_M, depth, torch.ones_like(depth))
         u = uvw[:, 0] / safe
         v = uvw[:, 1] / safe
-        seen = (depth > 0.1) & (u >= 0) & (u <= Wi - 1) & (v >= 0) & (v <= Hi - 1)
+        seen = (depth > MIN_CAMERA_DEPTH_M) & (u >= 0) & (u <= Wi - 1) & (v >= 0) & (v <= Hi - 1)
         sampled = _bilinear(features, u, v, Hi, Wi)  # (B·Ncam, C, Z·H·W)
         w = seen.to(features.dtype) * camera_valid.to(features.dtype).reshape(B * ncam, 1)
         w = w.reshape(B * ncam, 1, Z, H * W)

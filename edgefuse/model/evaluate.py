@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefuse.errors import InputError
-from edgefuse.model.config import MODALITIES
+from edgefuse.model.config import MIN_CAMERA_DEPTH_M, MODALITIES
 from edgefuse.model.decode import to_detections
 from edgefuse.model.io import apply_modalities
 from edgefuse.model.manifest import Manifest
@@ -58,14 +58,15 @@ def in_grid(dets: Detections, spec) -> Detections:
 def in_camera_view(dets: Detections, projection: np.ndarray, image_hw: tuple[int, int]) -> Detections:
     """The objects whose box centre projects into any camera's image: ``projection`` (Ncam, 3, 4)
     base_link → input-image pixels, ``image_hw`` (Hi, Wi) of that image. Horizontal bounds only (a near
-    object's centre may sit below the image's bottom edge and still be in view) and depth > 0.1 m."""
+    object's centre may sit below the image's bottom edge and still be in view) and depth
+    > ``MIN_CAMERA_DEPTH_M``."""
     if not dets.objects:
         return dets
     c = np.array([o.box.center for o in dets.objects], dtype=np.float64)  # (n, 3)
     uvw = np.einsum("kij,nj->kni", projection.astype(np.float64), np.c_[c, np.ones(len(c))])  # (Ncam, n, 3)
     depth = uvw[..., 2]
-    u = uvw[..., 0] / np.where(depth > 0.1, depth, 1.0)
-    seen = ((depth > 0.1) & (u >= 0) & (u <= image_hw[1] - 1)).any(axis=0)
+    u = uvw[..., 0] / np.where(depth > MIN_CAMERA_DEPTH_M, depth, 1.0)
+    seen = ((depth > MIN_CAMERA_DEPTH_M) & (u >= 0) & (u <= image_hw[1] - 1)).any(axis=0)
     kept = tuple(o for o, k in zip(dets.objects, seen, strict=True) if k)
     return Detections(dets.stamp_ns, kept, dets.frame)
 
