@@ -218,10 +218,11 @@ def tables(results: dict) -> str:
     ]
     parts = []
     for title, key in sections:
+        if not results.get(key):
+            continue
         for where, view in VIEWS.items():
-            if results.get(key):
-                rows = "\n".join(row(k, v, view) for k, v in results[key].items())
-                parts.append(f"{title}, {where}\n\n{head}{rows}\n")
+            rows = "\n".join(row(k, v, view) for k, v in results[key].items())
+            parts.append(f"{title}, {where}\n\n{head}{rows}\n")
     return "\n".join(parts)
 
 
