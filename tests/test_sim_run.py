@@ -276,10 +276,14 @@ def test_sigkilled_record_keeps_what_it_made(tmp_path):
     msgs = [m for _, m in r.messages()]
     stamps = np.array([m.stamp_ns for m in msgs if m.sensor_id == "imu"])
     span = (stamps.max() - stamps.min()) / NS
-    assert 0.2 < span < elapsed  # about the time it ran (minus the open chunk), never more
+    # The recording is not paced (it runs as fast as the simulator can, which may be faster or slower
+    # than real time), so the kept span is bounded by what was asked, not by the wall time that passed.
+    assert 0.2 < span < 120, f"kept {span:.2f} s of simulated time after {elapsed:.1f} s of wall time"
     n = Counter(m.sensor_id for m in msgs)
     assert {"cam_front", "lidar_top", "radar_front", "odom", "imu"} <= set(n)
-    assert n["imu"] == pytest.approx(200 * span, abs=3)
+    assert n["imu"] == pytest.approx(200 * span, abs=3)  # a gapless prefix: nothing lost before the kill
+    lidar = np.array([m.stamp_ns for m in msgs if m.sensor_id == "lidar_top"])
+    assert abs(lidar.max() - stamps.max()) / NS < 1.0  # every sensor kept up to about the same moment
 
 
 # ---------------------------------------------------------------- live source
