@@ -526,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("--calib", nargs="+", required=True, metavar="LOG", help="calibration logs")
     p.add_argument("--out", required=True, metavar="MODEL.int8.onnx")
-    p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax")
+    p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="percentile")
     p.add_argument("--frames", type=int, default=64, help="calibration frames (default 64)")
     p.add_argument("--sweep", type=int, default=0, metavar="N", help="keep N most sensitive convs float")
     p.add_argument("--keep-float", default=None, metavar="NODE,…", help="node names to keep in float")

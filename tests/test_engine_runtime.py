@@ -79,7 +79,7 @@ def test_quantize_from_logs_and_compare_cli(work, fp32, capsys):
                "--cache", str(d / "cache"), "--json"])  # fmt: skip
     assert rc == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["calibration_frames"] == 6 and r["method"] == "minmax" and (d / "m8.onnx").is_file()
+    assert r["calibration_frames"] == 6 and r["method"] == "percentile" and (d / "m8.onnx").is_file()
     rc = main(["compare", str(log), "--models", f"{fp32},{pt},{d / 'm8.onnx'}", "--score-threshold", "0.1",
                "--cache", str(d / "cache"), "--json"])  # fmt: skip
     assert rc == 0

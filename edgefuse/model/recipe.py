@@ -176,9 +176,7 @@ def step_bundle(work: Path) -> list[Path]:
     feeds = calibration_feeds(
         train_logs(work), read_onnx_manifest(FILES["onnx"]), work / "cache", max_frames=QUANT_FRAMES
     )
-    # percentile ranges: with minmax the 10-epoch model lost 1.3 mAP to INT8 (over the grid 71.4 → 70.1),
-    # with percentile none (71.5); docs/model.md, table (c)
-    quantize_int8(FILES["onnx"], FILES["int8"], feeds, method="percentile")
+    quantize_int8(FILES["onnx"], FILES["int8"], feeds)
     return [FILES["pt"], FILES["onnx"], FILES["int8"]]
 
 
