@@ -239,6 +239,7 @@ def test_record_cli_bad_input_is_one_line(tmp_path, capsys):
 
 def test_sigkilled_record_keeps_what_it_made(tmp_path):
     out = tmp_path / "killed.mcap"
+    asked_s = 120
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -249,7 +250,7 @@ def test_sigkilled_record_keeps_what_it_made(tmp_path):
             "--scenario",
             "default",
             "--duration",
-            "120",
+            str(asked_s),
             "--out",
             str(out),
         ],
@@ -278,7 +279,7 @@ def test_sigkilled_record_keeps_what_it_made(tmp_path):
     span = (stamps.max() - stamps.min()) / NS
     # The recording is not paced (it runs as fast as the simulator can, which may be faster or slower
     # than real time), so the kept span is bounded by what was asked, not by the wall time that passed.
-    assert 0.2 < span < 120, f"kept {span:.2f} s of simulated time after {elapsed:.1f} s of wall time"
+    assert 0.2 < span < asked_s, f"kept {span:.2f} s of simulated time after {elapsed:.1f} s of wall time"
     n = Counter(m.sensor_id for m in msgs)
     assert {"cam_front", "lidar_top", "radar_front", "odom", "imu"} <= set(n)
     assert n["imu"] == pytest.approx(200 * span, abs=3)  # a gapless prefix: nothing lost before the kill
