@@ -1,7 +1,7 @@
 """onnxruntime INT8 vs FP32 on this CPU (2 threads), side by side in one run, and which parts of the graph
 are worth quantizing.
 
-Model: the bundled model when it exists (``edgefuse/model/weights/edge.pt``), else the default (edge)
+Model: the bundled model when it exists (``edgefuse/runtime/weights/edge.pt``), else the default (edge)
 configuration freshly initialised (speed does not depend on the weights; the accuracy column then only
 says how far INT8 moves the head tensors). Frames: two short simulator logs through the real
 preprocessing (edge tensor spec, dataset cache): calibration on one (seed 1), timing and head error on
@@ -33,9 +33,9 @@ from edgefuse.engine.quantize import (
     head_outputs,
     quantize_int8,
 )
-from edgefuse.model.bundled import FILES
+from edgefuse.runtime.bundled import FILES
 
-BUNDLED = FILES["pt"]  # the bundled model (edgefuse.model.bundled)
+BUNDLED = FILES["pt"]  # the bundled model (edgefuse.runtime.bundled)
 DEFAULT = "int8 image+backbone (default)"  # what `edgefuse quantize` writes
 VARIANTS = {
     "fp32": None,
@@ -98,7 +98,7 @@ def main() -> None:
             pt, which = tmp / "m.pt", "edge (untrained)"
             save_model(pt, net.eval(), manifest)
         fp32 = export_onnx(pt, tmp / "fp32.onnx")
-        from edgefuse.engine.export import read_onnx_manifest
+        from edgefuse.runtime.manifest import read_onnx_manifest
 
         manifest = read_onnx_manifest(fp32)
         logs = []

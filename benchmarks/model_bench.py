@@ -2,7 +2,7 @@
 static-QDQ INT8 (symmetric int8 activations, and uint8 asymmetric activations; 2 threads), side by side
 in one run (interleaved, so machine load hits all alike).
 
-Model: the bundled model when it exists (``edgefuse/model/weights/edge.pt``), else the default (edge)
+Model: the bundled model when it exists (``edgefuse/runtime/weights/edge.pt``), else the default (edge)
 configuration freshly initialised (latency does not depend on the weights). Inputs: the manifest's
 fixed shapes with random points in a quarter of the pillars (:func:`edgefuse.engine.export.example_feed`).
 
@@ -22,13 +22,13 @@ from _report import DOCS, machine, write_json
 
 from edgefuse.engine.export import example_feed, export_onnx
 from edgefuse.engine.quantize import quantize_int8
-from edgefuse.model.bundled import FILES
 from edgefuse.model.checkpoint import load_model, new_model, save_model
 from edgefuse.model.config import CONFIGS, edge_spec
-from edgefuse.model.io import INPUT_NAMES
 from edgefuse.model.network import DecodedNet
+from edgefuse.runtime.bundled import FILES
+from edgefuse.runtime.feed import INPUT_NAMES
 
-BUNDLED = FILES["pt"]  # the bundled model (edgefuse.model.bundled)
+BUNDLED = FILES["pt"]  # the bundled model (edgefuse.runtime.bundled)
 
 
 def flops(net, args) -> int:

@@ -35,12 +35,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-docs", action="store_true")
     args = ap.parse_args(argv)
 
+    from edgefuse.engine.profile import int8_model
     from edgefuse.logs import LogReader
-    from edgefuse.pipeline import _int8_model, _kit_for_log, load_backend, run_replay
+    from edgefuse.models import load_backend
+    from edgefuse.pipeline.replay import kit_for_log, run_replay
     from edgefuse.profiling import machine_info
 
     work = Path(tempfile.mkdtemp(prefix="edgefuse-replay-bench-"))
-    from edgefuse.model.bundled import FILES
+    from edgefuse.runtime.bundled import FILES
 
     bundled = args.model is None and FILES["onnx"].is_file() and FILES["int8"].is_file()
     if args.model:
@@ -55,7 +57,7 @@ def main(argv=None) -> dict:
 
         record(log, "default", 0, args.duration, progress=False)
     reader = LogReader(log)
-    int8 = FILES["int8"] if bundled else _int8_model(model, work, reader, _kit_for_log(reader, None),
+    int8 = FILES["int8"] if bundled else int8_model(model, work, reader, kit_for_log(reader, None),
                                                       reader.calibration())  # fmt: skip
     rows = []
     combos = [(p, m, int(t)) for t in args.threads.split(",") for p, m in (("fp32", model), ("int8", int8))]

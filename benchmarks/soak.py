@@ -99,12 +99,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
     args = ap.parse_args(argv)
 
-    from edgefuse.pipeline import Pipeline, PipelineConfig, Timebase, load_backend
+    from edgefuse.frames import PipelineConfig
+    from edgefuse.models import load_backend
+    from edgefuse.pipeline.loop import Pipeline
+    from edgefuse.pipeline.timebase import Timebase
     from edgefuse.profiling import machine_info
     from edgefuse.sim.rig import sim_kit
 
     work = Path(tempfile.mkdtemp(prefix="edgefuse-soak-"))
-    from edgefuse.model.bundled import FILES
+    from edgefuse.runtime.bundled import FILES
 
     if args.model:
         model, desc = args.model, f"model {args.model}"

@@ -3,12 +3,12 @@
     deploy/gpu_check.sh [--quick] [--out-dir docs] [--cpu-fallback]
 
 1. builds the kernel library for the local GPU (CMake, EF_CUDA_ARCHITECTURES=native);
-2. runs every kernel against its numpy reference (edgefuse/engine/kernels.py) on random inputs at the
+2. runs every kernel against its numpy reference (edgefuse/runtime/kernel_refs.py) on random inputs at the
    default model sizes: max |error| ≤ 1e-5 + 1e-5·|ref| (fp32), voxelization bit-exact; every kernel runs
    twice and must give bit-identical outputs (determinism);
 3. times each kernel with CUDA events next to the torch implementation of the same op (the model's layers
    on the same GPU) in the same run;
-4. runs the bundled model (edgefuse/model/weights/edge.pt) with torch fp32 and fp16 (autocast) when
+4. runs the bundled model (edgefuse/runtime/weights/edge.pt) with torch fp32 and fp16 (autocast) when
    present; TensorRT when importable (otherwise noted);
 5. writes docs/gpu-report.json and docs/gpu-report.md.
 
@@ -33,7 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgefuse.engine import kernels as K  # noqa: E402
+from edgefuse.runtime import kernel_refs as R  # noqa: E402
+from edgefuse.runtime import kernels as K  # noqa: E402
 
 TOL_ABS, TOL_REL = 1e-5, 1e-5
 f32 = np.float32
@@ -184,10 +185,10 @@ def compare(out: np.ndarray, ref: np.ndarray, exact: bool = False) -> dict:
 def check_voxelize(D, k, s, rng, iters) -> dict:
     torch = D.torch
     pts = point_cloud(rng, s)
-    ref = K.pillar_voxelize_ref(pts, s["lo"], s["hi"], s["pillar"], s["P"], s["N"])
+    ref = R.pillar_voxelize_ref(pts, s["lo"], s["hi"], s["pillar"], s["P"], s["N"])
     res = {"kernel": "ef_pillar_voxelize", "points": len(pts), "pillars": f"{s['P']}×{s['N']}×{s['F']}"}
     if D.cpu:
-        launch = lambda: K.pillar_voxelize_ref(pts, s["lo"], s["hi"], s["pillar"], s["P"], s["N"])  # noqa: E731
+        launch = lambda: R.pillar_voxelize_ref(pts, s["lo"], s["hi"], s["pillar"], s["P"], s["N"])  # noqa: E731
         outs = [launch() for _ in range(2)]
     else:
         params = K.voxelize_params(s["lo"], s["hi"], s["pillar"], s["P"], s["N"], s["F"])
@@ -239,7 +240,7 @@ def check_voxelize(D, k, s, rng, iters) -> dict:
     except Exception as e:  # noqa: BLE001 - cv2/numba missing on the GPU machine
         res["cpu_voxelizer_note"] = f"edgefuse.tensors not importable here ({type(e).__name__}: {e})"
         cpu_name = "numpy reference (CPU)"
-        cpu_fn = lambda: K.pillar_voxelize_ref(pts, s["lo"], s["hi"], s["pillar"], s["P"], s["N"])  # noqa: E731
+        cpu_fn = lambda: R.pillar_voxelize_ref(pts, s["lo"], s["hi"], s["pillar"], s["P"], s["N"])  # noqa: E731
     t0 = time.perf_counter()
     for _ in range(5):
         cpu_fn()
@@ -281,7 +282,7 @@ def check_voxelize(D, k, s, rng, iters) -> dict:
 
 def check_scatter(D, k, s, rng, iters) -> dict:
     torch = D.torch
-    ny, nx = K.grid_shape(s["lo"], s["hi"], s["pillar"])
+    ny, nx = R.grid_shape(s["lo"], s["hi"], s["pillar"])
     P, C = s["P"], s["C_pillar"]
     cells = rng.choice(ny * nx, P, replace=False)
     coords = np.c_[cells // nx, cells % nx].astype(np.int32)
@@ -290,11 +291,11 @@ def check_scatter(D, k, s, rng, iters) -> dict:
     coords[-P // 4 :] = 0
     coords[:8] = coords[8:16]  # duplicates: last wins
     feats_cp = rng.normal(size=(C, P)).astype(f32)  # the torch PillarEncoder layout (C, P)
-    ref = K.pillar_scatter_ref(feats_cp, coords, counts, ny, nx, channels_first=True)
+    ref = R.pillar_scatter_ref(feats_cp, coords, counts, ny, nx, channels_first=True)
     res = {"kernel": "ef_pillar_scatter", "pillars": P, "channels": C, "grid": [ny, nx]}
     d_f, d_c, d_n = D.put(feats_cp), D.put(coords), D.put(counts)
     if D.cpu:
-        launch = lambda: K.pillar_scatter_ref(feats_cp, coords, counts, ny, nx, True)  # noqa: E731
+        launch = lambda: R.pillar_scatter_ref(feats_cp, coords, counts, ny, nx, True)  # noqa: E731
         outs = [launch(), launch()]
     else:
         params = K.EfScatterParams(P, C, nx, ny, 1)
@@ -340,7 +341,7 @@ def check_lift(D, k, s, rng, iters) -> dict:
     cam_valid = np.ones(ncam, f32)
     cam_valid[-1] = 0 if ncam > 1 else 1
     args = ((H, W), origin, s["fusion_cell"], HEIGHTS, (Hi, Wi))
-    ref = K.camera_lift_ref(feats, P, cam_valid, *args)
+    ref = R.camera_lift_ref(feats, P, cam_valid, *args)
     res = {
         "kernel": "ef_camera_lift",
         "cameras": ncam,
@@ -351,7 +352,7 @@ def check_lift(D, k, s, rng, iters) -> dict:
     }
     d_f, d_p, d_v = D.put(feats), D.put(P), D.put(cam_valid)
     if D.cpu:
-        launch = lambda: K.camera_lift_ref(feats, P, cam_valid, *args)  # noqa: E731
+        launch = lambda: R.camera_lift_ref(feats, P, cam_valid, *args)  # noqa: E731
         outs = [launch(), launch()]
     else:
         params = K.camera_lift_params((H, W), origin, s["fusion_cell"], ncam, C, (Hf, Wf), (Hi, Wi), HEIGHTS)
@@ -413,10 +414,10 @@ def check_fusion(D, k, s, rng, iters) -> dict:
     checks, times = {}, None
     for valid in ([1, 1, 1], [1, 0, 1]):
         v = np.array(valid[:M], f32)
-        ref = K.gated_fusion_ref(feats, v, pw, pb, gw, gb)
+        ref = R.gated_fusion_ref(feats, v, pw, pb, gw, gb)
         d_v = D.put(v)
         if D.cpu:
-            launch = lambda v=v: K.gated_fusion_ref(feats, v, pw, pb, gw, gb)  # noqa: E731
+            launch = lambda v=v: R.gated_fusion_ref(feats, v, pw, pb, gw, gb)  # noqa: E731
             outs = [launch(), launch()]
         else:
             params = K.gated_fusion_params((H, W), chans, cout, 3)
@@ -487,7 +488,7 @@ def check_model(D, iters, ckpt: Path = BUNDLED_MODEL) -> dict:
         (t["x_range"][0], t["y_range"][0], t["z_range"][0]),
         (t["x_range"][1], t["y_range"][1], t["z_range"][1]),
     )
-    lp, lc, ln, _ = K.pillar_voxelize_ref(
+    lp, lc, ln, _ = R.pillar_voxelize_ref(
         point_cloud(rng, {"n_points": 100_000, "hi": hi, "F": F}), lo, hi, t["pillar_size"], P, N
     )
     radar = np.c_[
@@ -495,7 +496,7 @@ def check_model(D, iters, ckpt: Path = BUNDLED_MODEL) -> dict:
         rng.uniform(lo[1], hi[1], (300, 1)),
         rng.normal(0, 1, (300, G - 2)),
     ].astype(f32)
-    rp, rc, rn, _ = K.pillar_voxelize_ref(radar, lo, hi, t["pillar_size"], R, M)
+    rp, rc, rn, _ = R.pillar_voxelize_ref(radar, lo, hi, t["pillar_size"], R, M)
     feed = [
         rng.normal(size=(1, ncam, 3, Hi, Wi)).astype(f32),
         projections(ncam, (Hi, Wi))[None],

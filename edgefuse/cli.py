@@ -262,8 +262,8 @@ def cmd_sync_report(args) -> dict:
 
 
 def cmd_train(args) -> dict:
-    from edgefuse.model.io import parse_modalities
     from edgefuse.model.train import dropout_rates, train_model
+    from edgefuse.runtime.feed import parse_modalities
 
     return train_model(
         args.data, args.out, epochs=args.epochs, fusion=args.fusion,
@@ -279,9 +279,9 @@ def cmd_train(args) -> dict:
 
 
 def cmd_eval(args) -> dict:
-    from edgefuse.model.bundled import default_for_backend
-    from edgefuse.model.evaluate import evaluate
-    from edgefuse.model.io import parse_modalities
+    from edgefuse.eval.evaluate import evaluate
+    from edgefuse.runtime.bundled import default_for_backend
+    from edgefuse.runtime.feed import parse_modalities
 
     return evaluate(
         args.model or default_for_backend(args.backend), args.logs, backend=args.backend,
@@ -291,14 +291,14 @@ def cmd_eval(args) -> dict:
 
 
 def _human_eval(r: dict) -> None:
-    from edgefuse.model.evaluate import format_eval
+    from edgefuse.eval.evaluate import format_eval
 
     print(format_eval(r))
 
 
 def cmd_export(args) -> dict:
     from edgefuse.engine.export import export_onnx
-    from edgefuse.model.bundled import bundled_model
+    from edgefuse.runtime.bundled import bundled_model
 
     out = export_onnx(args.model or bundled_model("pt"), args.out, plugins=args.plugins)
     return {"out": str(out), "plugins": args.plugins, "bytes": out.stat().st_size}
@@ -307,8 +307,8 @@ def cmd_export(args) -> dict:
 def cmd_quantize(args) -> dict:
     from pathlib import Path
 
-    from edgefuse.engine.export import read_onnx_manifest
     from edgefuse.engine.quantize import calibration_feeds, quantize_int8
+    from edgefuse.runtime.manifest import read_onnx_manifest
 
     manifest = read_onnx_manifest(args.model)
     cache = args.cache or Path(args.calib[0]).parent / ".edgefuse-cache"
@@ -349,7 +349,7 @@ def _human_compare(r: dict) -> None:
 
 
 def _pipeline_config(args):
-    from edgefuse.pipeline import MS, PipelineConfig
+    from edgefuse.frames import MS, PipelineConfig
 
     return PipelineConfig(
         deadline_ns=int(round(args.deadline_ms * MS)), score_threshold=args.score_threshold,
@@ -358,7 +358,9 @@ def _pipeline_config(args):
 
 
 def cmd_replay(args) -> dict:
-    from edgefuse.pipeline import inference_threads, load_backend, run_replay
+    from edgefuse.models import load_backend
+    from edgefuse.pipeline.replay import run_replay
+    from edgefuse.runtime.backends import inference_threads
 
     rate = None if args.rate == "max" else float(args.rate)
     if rate is not None and not rate > 0:
@@ -373,7 +375,9 @@ def cmd_replay(args) -> dict:
 
 
 def cmd_run(args) -> dict:
-    from edgefuse.pipeline import inference_threads, load_backend, run_live
+    from edgefuse.models import load_backend
+    from edgefuse.pipeline.live import run_live
+    from edgefuse.runtime.backends import inference_threads
 
     backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads())
     return run_live(
@@ -391,7 +395,7 @@ def _human_pipeline(r: dict) -> None:
 
 
 def cmd_profile(args) -> dict:
-    from edgefuse.pipeline import profile_model
+    from edgefuse.engine.profile import profile_model
 
     def split(text, conv=str):
         return [conv(x.strip()) for x in text.split(",") if x.strip()]
@@ -404,7 +408,7 @@ def cmd_profile(args) -> dict:
 
 
 def _human_profile(r: dict) -> None:
-    from edgefuse.pipeline import format_profile
+    from edgefuse.engine.profile import format_profile
 
     print(format_profile(r))
 

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from edgefuse.errors import InputError
-from edgefuse.model.dataset import GT_TOLERANCE_NS
+from edgefuse.eval.dataset import GT_TOLERANCE_NS
 from edgefuse.types import Detections, Message
 
 VIDEO_FPS = 10.0
@@ -59,14 +59,14 @@ def pair_with_truth(
 
 
 def score_detection_log(detections_log: str | Path, truth_log: str | Path, spec) -> dict:
-    """nuScenes-style scores (:func:`edgefuse.model.metrics.evaluate_detections`) of the detections a
+    """nuScenes-style scores (:func:`edgefuse.eval.metrics.evaluate_detections`) of the detections a
     pipeline published (``detections_log``) against the ground-truth topic of the simulator log
     ``truth_log``, both inside the model's BEV grid (``spec``, a :class:`~edgefuse.tensors.TensorSpec`)."""
+    from edgefuse.eval.dataset import GROUND_TRUTH_ID
+    from edgefuse.eval.evaluate import in_grid
+    from edgefuse.eval.metrics import evaluate_detections
     from edgefuse.logs import LogReader
-    from edgefuse.model.dataset import GROUND_TRUTH_ID
-    from edgefuse.model.evaluate import in_grid
-    from edgefuse.model.metrics import evaluate_detections
-    from edgefuse.pipeline import DETECTIONS_TOPIC
+    from edgefuse.pipeline.sinks import DETECTIONS_TOPIC
 
     preds = [m.payload for _t, m in LogReader(detections_log).messages(topics=[DETECTIONS_TOPIC])]
     truth = [m.payload for _t, m in LogReader(truth_log).messages(topics=[f"/{GROUND_TRUTH_ID}/detections"])]
@@ -85,9 +85,9 @@ def _frames_for_video(sim_log: Path, det_log: Path, calib, score_min: float):
     """Per published detection frame: (camera RGB nearest in stamp, LiDAR and radar points in base_link,
     radar doppler, detections ≥ ``score_min``, ground truth nearest in stamp)."""
     from edgefuse.calib.common import image_rgb
+    from edgefuse.eval.dataset import GROUND_TRUTH_ID
     from edgefuse.logs import LogReader
-    from edgefuse.model.dataset import GROUND_TRUTH_ID
-    from edgefuse.pipeline import DETECTIONS_TOPIC
+    from edgefuse.pipeline.sinks import DETECTIONS_TOPIC
 
     dets = [m.payload for _t, m in LogReader(det_log).messages(topics=[DETECTIONS_TOPIC])]
     by_sensor: dict[str, list[Message]] = {}
@@ -152,7 +152,7 @@ def write_video(
     from tqdm import tqdm
 
     from edgefuse.logs import LogReader
-    from edgefuse.pipeline import DETECTIONS_TOPIC
+    from edgefuse.pipeline.sinks import DETECTIONS_TOPIC
 
     topic = LogReader(det_log).topics().get(DETECTIONS_TOPIC)
     total = topic.count if topic is not None else 0
@@ -203,7 +203,9 @@ def run_demo(
     ``model``: default the bundled INT8 model (``edge.int8.onnx``) on onnxruntime."""
     import sys
 
-    from edgefuse.pipeline import inference_threads, load_backend, run_replay
+    from edgefuse.models import load_backend
+    from edgefuse.pipeline.replay import run_replay
+    from edgefuse.runtime.backends import inference_threads
     from edgefuse.sim.run import record
     from edgefuse.tensors import TensorSpec
 

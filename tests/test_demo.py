@@ -11,9 +11,9 @@ import pytest
 from edgefuse.cli import main
 from edgefuse.demo import pair_with_truth, score_detection_log
 from edgefuse.logs import LogReader, Recorder
-from edgefuse.model.bundled import FILES
 from edgefuse.model.config import edge_spec
 from edgefuse.pipeline import DETECTIONS_SENSOR, DETECTIONS_TOPIC
+from edgefuse.runtime.bundled import FILES
 from edgefuse.types import Detections, Message
 
 

@@ -12,12 +12,13 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from edgefuse.engine.backends import BackendError, open_backend
-from edgefuse.engine.export import example_feed, export_onnx, read_onnx_manifest
+from edgefuse.engine.export import example_feed, export_onnx
 from edgefuse.model.checkpoint import load_model, new_model, save_model
 from edgefuse.model.config import ModelConfig
-from edgefuse.model.io import INPUT_NAMES, OUTPUT_NAMES
-from edgefuse.model.manifest import ManifestError
+from edgefuse.models import open_backend
+from edgefuse.runtime.backends import BackendError
+from edgefuse.runtime.feed import INPUT_NAMES, OUTPUT_NAMES
+from edgefuse.runtime.manifest import ManifestError, read_onnx_manifest
 from edgefuse.tensors import TensorSpec, input_shapes
 
 SPEC = TensorSpec(
@@ -156,9 +157,10 @@ def test_onnx_that_is_not_ours_is_a_clear_error(tmp_path):
 def test_runtime_path_imports_no_torch(onnx_path):
     code = (
         "import sys, numpy as np\n"
-        "from edgefuse.engine.backends import open_backend\n"
-        "import edgefuse.engine.tensorrt, edgefuse.engine.compare, edgefuse.engine.quantize\n"
-        "from edgefuse.engine.export import read_onnx_manifest\n"
+        "from edgefuse.models import open_backend\n"
+        "import edgefuse.runtime.tensorrt, edgefuse.engine.tensorrt, edgefuse.engine.compare\n"
+        "import edgefuse.engine.quantize\n"
+        "from edgefuse.runtime.manifest import read_onnx_manifest\n"
         f"b = open_backend({str(onnx_path)!r})\n"
         "from edgefuse.tensors import TensorSpec, input_shapes\n"
         "spec = TensorSpec.from_dict(b.manifest.tensor_spec)\n"

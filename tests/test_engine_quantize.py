@@ -8,11 +8,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgefuse.engine.export import example_feed, export_onnx, read_onnx_manifest
+from edgefuse.engine.export import example_feed, export_onnx
 from edgefuse.engine.quantize import QUANTIZED_SCOPES, QuantizeError, head_outputs, quantize_int8
 from edgefuse.model.checkpoint import new_model, save_model
 from edgefuse.model.config import ModelConfig
-from edgefuse.model.manifest import ManifestError
+from edgefuse.runtime.manifest import ManifestError, read_onnx_manifest
 from edgefuse.tensors import TensorSpec
 
 SPEC = TensorSpec(

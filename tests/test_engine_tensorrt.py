@@ -11,21 +11,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgefuse.engine.backends import open_backend
-from edgefuse.engine.kernels import KernelLibraryError
-from edgefuse.engine.tensorrt import (
-    PROFILES_DIR,
+from edgefuse.engine.tensorrt import PROFILES_DIR, Profile, build_engine, builder_config, load_profile
+from edgefuse.models import open_backend
+from edgefuse.runtime.kernels import KernelLibraryError
+from edgefuse.runtime.manifest import Manifest
+from edgefuse.runtime.tensorrt import (
     EngineError,
     EngineMismatchError,
-    Profile,
-    build_engine,
-    builder_config,
     check_engine,
-    load_profile,
     read_sidecar,
     write_sidecar,
 )
-from edgefuse.model.manifest import Manifest
 
 ORIN = {"name": "Orin (nvgpu)", "compute_capability": "8.7"}
 
@@ -276,7 +272,8 @@ HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAVE_TRT, reason="TensorRT is not installed (needs an NVIDIA GPU machine)")
 def test_real_engine_matches_onnxruntime(onnx_models, tmp_path):
-    from edgefuse.engine.export import example_feed, read_onnx_manifest
+    from edgefuse.engine.export import example_feed
+    from edgefuse.runtime.manifest import read_onnx_manifest
 
     fp32, _ = onnx_models
     r = build_engine(fp32, tmp_path / "m.engine", "fp32", "x86-gpu")

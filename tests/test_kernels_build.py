@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from edgefuse.engine import kernels as K
+from edgefuse.runtime import kernel_refs as R
+from edgefuse.runtime import kernels as K
 
 EXPORTED = {
     "ef_abi_version", "ef_status_string",
@@ -72,12 +73,12 @@ def test_library_abi_checks_without_a_gpu(built):
     with pytest.raises(K.KernelError, match="status 3"):
         k.scatter(sp, 8, 8, 8, 8, 8, 7 * 5 * 4 - 1)  # workspace one byte short
     lp = K.camera_lift_params((5, 7), (0, 0), 1.0, 1, 3, (4, 4), (32, 32), [0.0])
-    lp.num_heights = K.MAX_HEIGHTS + 1
+    lp.num_heights = R.MAX_HEIGHTS + 1
     with pytest.raises(K.KernelError, match="status 2"):
         k.camera_lift(lp, 8, 8, 8, 8)
-    with pytest.raises(K.KernelInputError, match="expected 3 each"):
+    with pytest.raises(R.KernelInputError, match="expected 3 each"):
         k.gated_fusion(fp, [8, 8], 8, [8, 8, 8], [8, 8, 8], 8, 8, 8, 8, 1 << 20)
-    assert ctypes.sizeof(K.EfCameraLiftParams) == 4 * (12 + K.MAX_HEIGHTS + 1)
+    assert ctypes.sizeof(K.EfCameraLiftParams) == 4 * (12 + R.MAX_HEIGHTS + 1)
 
 
 def test_missing_library_error_names_the_file_and_the_fix(tmp_path, monkeypatch):
@@ -95,7 +96,7 @@ def test_missing_library_error_names_the_file_and_the_fix(tmp_path, monkeypatch)
 
 def test_kernels_module_imports_no_gpu_stack():
     code = (
-        "import sys, edgefuse.engine.kernels\n"
+        "import sys, edgefuse.runtime.kernels\n"
         "mods = ('torch', 'tensorrt', 'pycuda', 'cuda', 'cupy', 'cv2', 'numba')\n"
         "bad = [m for m in mods if m in sys.modules]\n"
         "print(bad)\n"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edgefuse.engine import kernels as K
+from edgefuse.runtime import kernel_refs as R
+from edgefuse.runtime import kernels as K
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -91,7 +92,7 @@ def test_voxelize_kernel_edge_cases_on_gpu(gpu):
             lib.voxelize(params, d_pts, len(pts), *outs, ws, ws_size, torch.cuda.current_stream().cuda_stream)
             torch.cuda.synchronize()
             got = [o.cpu().numpy() for o in outs]
-            ref = K.pillar_voxelize_ref(pts, lo, hi, size, P, N)
+            ref = R.pillar_voxelize_ref(pts, lo, hi, size, P, N)
             for g, r in zip(got[:3], ref[:3], strict=True):
                 np.testing.assert_array_equal(g, r)
             assert int(got[3][0]) == ref[3]
@@ -187,5 +188,5 @@ def test_trt_scatter_plugin_matches_reference(tmp_path):
     stream.synchronize()
     got = dev["bev"].cpu().numpy()
     for b in range(B):
-        want = K.pillar_scatter_ref(feats[b], coords[b], counts[b], ny, nx, channels_first=True)
+        want = R.pillar_scatter_ref(feats[b], coords[b], counts[b], ny, nx, channels_first=True)
         np.testing.assert_array_equal(got[b], want)

@@ -1,4 +1,4 @@
-"""The numpy references of the CUDA kernels (edgefuse/engine/kernels.py) against obviously-correct Python
+"""The numpy references of the CUDA kernels (edgefuse/runtime/kernel_refs.py) against obviously-correct Python
 loops on small inputs, against the CPU voxelizer, and against the torch model's layers they stand for."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from edgefuse.engine.kernels import (
+from edgefuse.runtime.kernel_refs import (
     KernelInputError,
     camera_lift_ref,
     fold_conv_bn,

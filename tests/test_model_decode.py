@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from edgefuse.model.decode import OutputError, to_detections
 from edgefuse.model.heads import REG_FIELDS, TopKDecode
+from edgefuse.runtime.decode import OutputError, to_detections
 
 ORIGIN = (-10.0, -20.0)
 CELL = 0.8

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edgefuse.model.metrics import average_precision, evaluate_detections
+from edgefuse.eval.metrics import average_precision, evaluate_detections
 from edgefuse.types import CLASSES, Box3D, Detection, Detections
 
 
@@ -94,7 +94,7 @@ def test_camera_view_keeps_what_projects_into_the_image():
     """A camera at base_link (0, 0, 1.5) looking along +x, f = 200 px, principal point (200, 112) on a
     400-px-wide image: 90° horizontal field of view, so an object is in view iff |y| < x (base_link y
     left maps to image u decreasing)."""
-    from edgefuse.model.evaluate import in_camera_view
+    from edgefuse.eval.evaluate import in_camera_view
 
     K = np.array([[200.0, 0, 200.0], [0, 200.0, 112.0], [0, 0, 1]])
     R = np.array([[0.0, -1, 0], [0, 0, -1], [1, 0, 0]])  # optical ← base_link (x right = −y, y down = −z)

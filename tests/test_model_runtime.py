@@ -1,20 +1,21 @@
-"""The model's runtime modules (I/O glue, decode, metrics, manifest, dataset, evaluation) import no torch,
-and the manifest round-trips and refuses bad input."""
+"""The runtime contract (feed, decode, manifest, backends), evaluation (metrics, dataset, evaluate) and the
+torch-free model modules import no torch, and the manifest round-trips and refuses bad input."""
 
 import subprocess
 import sys
 
 import pytest
 
-from edgefuse.model.manifest import Manifest, ManifestError
+from edgefuse.runtime.manifest import Manifest, ManifestError
 
 
 def test_runtime_modules_do_not_import_torch():
     code = (
         "import sys\n"
-        "import edgefuse.model.config, edgefuse.model.io, edgefuse.model.decode, edgefuse.model.targets\n"
-        "import edgefuse.model.metrics, edgefuse.model.manifest, edgefuse.model.dataset\n"
-        "import edgefuse.model.evaluate\n"
+        "import edgefuse.model.config, edgefuse.model.targets\n"
+        "import edgefuse.runtime.feed, edgefuse.runtime.decode, edgefuse.runtime.manifest\n"
+        "import edgefuse.runtime.backends, edgefuse.runtime.tensorrt, edgefuse.runtime.kernels, edgefuse.models\n"
+        "import edgefuse.eval.metrics, edgefuse.eval.dataset, edgefuse.eval.evaluate\n"
         "import edgefuse.cli; edgefuse.cli.build_parser()\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))[:3])\n"
     )

@@ -6,11 +6,11 @@ import torch
 
 from edgefuse.model.checkpoint import load_model
 from edgefuse.model.config import ModelConfig
-from edgefuse.model.io import INPUT_NAMES, apply_modalities, parse_modalities
-from edgefuse.model.manifest import Manifest
 from edgefuse.model.network import OUTPUT_NAMES, FusionNet, NetGeometry
 from edgefuse.model.targets import HeadGrid, build_targets
 from edgefuse.model.train import TrainConfig, drop_modalities, fit
+from edgefuse.runtime.feed import INPUT_NAMES, apply_modalities, parse_modalities
+from edgefuse.runtime.manifest import Manifest
 from edgefuse.types import CLASSES, Box3D, Detection
 
 GEOM = NetGeometry((0.0, -8.0), 0.5, (32, 32), 4, 3, (32, 48), 1, 3)

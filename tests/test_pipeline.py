@@ -17,16 +17,9 @@ import pytest
 
 from edgefuse.adapters.mcap_source import McapSource
 from edgefuse.adapters.source import Source
+from edgefuse.frames import FrameCore, PipelineConfig
 from edgefuse.logs import LogReader
-from edgefuse.pipeline import (
-    DETECTIONS_TOPIC,
-    FrameCore,
-    Pipeline,
-    PipelineConfig,
-    Timebase,
-    UdpSink,
-    run_replay,
-)
+from edgefuse.pipeline import DETECTIONS_TOPIC, Pipeline, Timebase, UdpSink, run_replay
 from edgefuse.rig import SensorKit, SensorSpec
 from edgefuse.sim.rig import sim_kit
 from edgefuse.types import Image, Message, PointCloud
@@ -64,8 +57,8 @@ class FakeBackend:
 
     def __init__(self, delay_s: float = 0.0):
         from edgefuse.model.config import ModelConfig, edge_spec
-        from edgefuse.model.io import INPUT_NAMES, OUTPUT_NAMES, geometry_from_spec
-        from edgefuse.model.manifest import Manifest
+        from edgefuse.runtime.feed import INPUT_NAMES, OUTPUT_NAMES, geometry_from_spec
+        from edgefuse.runtime.manifest import Manifest
 
         spec = edge_spec()
         self.manifest = Manifest(spec.to_dict(), geometry_from_spec(spec), ModelConfig().to_dict(),
@@ -136,7 +129,7 @@ def _detection_bytes(path: Path) -> list[bytes]:
 
 
 def test_deterministic_replay_gives_identical_detection_bytes(sim_log, onnx_model, tmp_path):
-    from edgefuse.engine.backends import open_backend
+    from edgefuse.models import open_backend
 
     backend = open_backend(onnx_model)
     cfg = PipelineConfig(score_threshold=0.0)  # untrained weights: keep every box so there is content
@@ -263,7 +256,7 @@ def test_sigterm_during_replay_leaves_a_complete_log(sim_log, onnx_model, tmp_pa
 
 def test_replay_without_model_names_the_flag(sim_log, capsys, monkeypatch, tmp_path):
     from edgefuse.cli import main
-    from edgefuse.model import bundled
+    from edgefuse.runtime import bundled
 
     monkeypatch.setitem(bundled.FILES, "int8", tmp_path / "missing.int8.onnx")  # a package without weights
     assert main(["replay", str(sim_log)]) == 2
@@ -272,9 +265,9 @@ def test_replay_without_model_names_the_flag(sim_log, capsys, monkeypatch, tmp_p
 
 def test_udp_sink_rejects_bad_address():
     from edgefuse.errors import InputError
-    from edgefuse.pipeline import _sinks
+    from edgefuse.pipeline.sinks import make_sinks
 
     with pytest.raises(InputError, match="--udp"):
-        _sinks("localhost", False)
+        make_sinks("localhost", False)
     s = UdpSink("127.0.0.1", 9)
     s.close()

@@ -61,11 +61,11 @@ def compare(
 ) -> dict:
     from tqdm import tqdm
 
-    from edgefuse.engine.backends import open_backend
-    from edgefuse.model.dataset import CachedFrames, build_cache
-    from edgefuse.model.decode import to_detections
-    from edgefuse.model.evaluate import in_grid
-    from edgefuse.model.metrics import evaluate_detections
+    from edgefuse.eval.dataset import CachedFrames, build_cache
+    from edgefuse.eval.evaluate import in_grid
+    from edgefuse.eval.metrics import evaluate_detections
+    from edgefuse.models import open_backend
+    from edgefuse.runtime.decode import to_detections
     from edgefuse.tensors import TensorSpec
 
     if len(models) < 2:

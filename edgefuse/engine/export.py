@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefuse.model.config import MIN_CAMERA_DEPTH_M
-from edgefuse.model.io import INPUT_NAMES, OUTPUT_NAMES
-from edgefuse.model.manifest import ONNX_METADATA_KEY, Manifest, ManifestError
+from edgefuse.runtime.feed import INPUT_NAMES, MIN_CAMERA_DEPTH_M, OUTPUT_NAMES
+from edgefuse.runtime.manifest import ONNX_METADATA_KEY, Manifest, ManifestError
 
 OPSET = 17
 PLUGIN_DOMAIN = "edgefuse"
@@ -86,26 +85,6 @@ def export_onnx(model_pt: str | Path, out: str | Path, simplify: bool = True, pl
     return out
 
 
-def read_onnx_manifest(path: str | Path) -> Manifest:
-    """The embedded manifest of the ONNX file ``path``."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: no such model file")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 - any protobuf failure is a bad file
-        raise ManifestError(f"{path}: not a readable ONNX file ({type(e).__name__}: {e})") from None
-    for p in model.metadata_props:
-        if p.key == ONNX_METADATA_KEY:
-            return Manifest.from_json(p.value, str(path))
-    raise ManifestError(
-        f"{path}: no '{ONNX_METADATA_KEY}' metadata: not an edgefuse model; "
-        "export it with `edgefuse export --model MODEL.pt --out MODEL.onnx`"
-    )
-
-
 def head_tensor_names(model) -> tuple[str, str]:
     """(heatmap, regression) tensor names of an exported ``onnx.ModelProto``: the outputs of the head's
     ``heat`` and ``reg`` Convs (QDQ-quantized graphs: the float tensors after their DequantizeLinear)."""
@@ -129,8 +108,8 @@ def _plugin_net(net, where):
     import torch
     from torch import nn
 
-    from edgefuse.engine.kernels import fold_conv_bn
     from edgefuse.model.fusion import GatedFusion
+    from edgefuse.runtime.kernel_refs import fold_conv_bn
 
     c, g = net.config, net.geometry
     if not isinstance(net.fusion, GatedFusion) or c.modalities[0] != "camera":

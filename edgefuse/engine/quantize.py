@@ -14,7 +14,7 @@ top-K.
 and ``quantize_int8(..., sweep=N)`` keeps the N worst in float.
 
 :func:`calibration_feeds` — frames from logs through the real preprocessing (the model's tensor spec,
-:mod:`edgefuse.tensors` via :mod:`edgefuse.model.dataset`'s cache).
+:mod:`edgefuse.tensors` via :mod:`edgefuse.eval.dataset`'s cache).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def calibration_feeds(
 ) -> list[dict[str, np.ndarray]]:
     """Up to ``max_frames`` batch-1 feeds from ``logs`` (evenly spaced over all their frames), built with
     the model's tensor spec through the dataset cache."""
-    from edgefuse.model.dataset import CachedFrames, build_cache
-    from edgefuse.model.io import INPUT_NAMES
+    from edgefuse.eval.dataset import CachedFrames, build_cache
+    from edgefuse.runtime.feed import INPUT_NAMES
     from edgefuse.tensors import TensorSpec
 
     if not logs:
@@ -86,7 +86,7 @@ def quantize_int8(
     uint8 asymmetric activations (onnxruntime's fast x86 path; TensorRT does not take it)."""
     import onnx
 
-    from edgefuse.engine.export import read_onnx_manifest
+    from edgefuse.runtime.manifest import read_onnx_manifest
 
     if method not in METHODS:
         raise QuantizeError(f"quantize --method: expected one of {METHODS}, got {method!r}")

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from edgefuse.model.config import ModelConfig
-from edgefuse.model.manifest import Manifest, ManifestError
 from edgefuse.model.network import FusionNet, NetGeometry
+from edgefuse.runtime.manifest import Manifest, ManifestError
 
 
 def save_model(path: str | Path, net: FusionNet, manifest: Manifest, **training_state) -> None:
@@ -54,7 +54,7 @@ def load_model(path: str | Path) -> tuple[FusionNet, Manifest]:
 def new_model(spec, config: ModelConfig, seed: int = 0) -> tuple[FusionNet, Manifest]:
     """A freshly initialised network (weights from ``seed``) for a :class:`~edgefuse.tensors.TensorSpec`
     and its manifest."""
-    from edgefuse.model.io import INPUT_NAMES, OUTPUT_NAMES, geometry_from_spec
+    from edgefuse.runtime.feed import INPUT_NAMES, OUTPUT_NAMES, geometry_from_spec
 
     torch.manual_seed(seed)
     geometry = NetGeometry(**geometry_from_spec(spec))

@@ -10,19 +10,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from edgefuse.errors import InputError
+from edgefuse.runtime.feed import MODALITIES, ModelConfigError
 
 FUSIONS: tuple[str, ...] = ("concat", "weighted", "gated")
-#: A camera sees a point only beyond this depth (m, along its optical axis): the camera lift, the CUDA
-#: lift kernel and the evaluation's field-of-view region share it.
-MIN_CAMERA_DEPTH_M = 0.1
-#: The modality axis of every per-modality tensor (validity flags, dropout, ``--modalities``).
-MODALITIES: tuple[str, ...] = ("camera", "lidar", "radar")
-
-
-class ModelConfigError(InputError):
-    """A model configuration value is wrong (names the field and what was expected)."""
-
 
 @dataclass(frozen=True)
 class ModelConfig:

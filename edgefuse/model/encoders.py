@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgefuse.model.config import MIN_CAMERA_DEPTH_M
+from edgefuse.runtime.feed import MIN_CAMERA_DEPTH_M
 
 
 def _bilinear(features: torch.Tensor, u: torch.Tensor, v: torch.Tensor, Hi: int, Wi: int) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The whole network (torch): encoders → fusion → backbone → heads (→ decode).
 
 :class:`FusionNet` takes the :class:`~edgefuse.tensors.FusionInputs` arrays by name
-(:data:`~edgefuse.model.io.INPUT_NAMES`) with a leading batch axis B:
+(:data:`~edgefuse.runtime.feed.INPUT_NAMES`) with a leading batch axis B:
 
 - ``images`` (B, C, 3, Hi, Wi) float32 normalized; ``projection`` (B, C, 3, 4) float32 base_link →
   input-image pixels; ``camera_valid`` (B, C) uint8;
@@ -22,17 +22,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edgefuse.model.config import MODALITIES, ModelConfig, ModelConfigError
+from edgefuse.model.config import ModelConfig
 from edgefuse.model.encoders import CameraLift, ImageEncoder, PillarEncoder
 from edgefuse.model.fusion import make_fusion
 from edgefuse.model.heads import Backbone, CenterHead, TopKDecode
-from edgefuse.model.io import INPUT_NAMES, OUTPUT_NAMES  # noqa: F401 - re-exported
+from edgefuse.runtime.feed import INPUT_NAMES, MODALITIES, OUTPUT_NAMES, ModelConfigError  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
 class NetGeometry:
     """The input geometry the network is built for, from the tensor spec
-    (:func:`edgefuse.model.io.geometry_from_spec`): pillar grid origin (x_min, y_min) m, pillar size m,
+    (:func:`edgefuse.runtime.feed.geometry_from_spec`): pillar grid origin (x_min, y_min) m, pillar size m,
     pillar grid (H, W) = (cells along y, cells along x); point features of LiDAR and radar; image
     (Hi, Wi) and camera count; number of classes."""
 

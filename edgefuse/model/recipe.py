@@ -8,7 +8,7 @@ Steps (each skips what is already done, so the recipe resumes after an interrupt
 2. ``train`` — the fused model (gated, camera + LiDAR + radar, modality dropout ``MODALITY_DROPOUT``),
    ``EPOCHS`` epochs.
 3. ``ablate`` — the same recipe and budget for camera-only, LiDAR-only, radar-only, LiDAR + camera.
-4. ``bundle`` — the fused model into the package (:mod:`edgefuse.model.bundled`): ``edge.pt``, its
+4. ``bundle`` — the fused model into the package (:mod:`edgefuse.runtime.bundled`): ``edge.pt``, its
    fp32 ONNX export ``edge.onnx`` and ``edge.int8.onnx`` (INT8 QDQ calibrated on ``QUANT_FRAMES``
    training frames spread over every training log).
 5. ``eval`` — every model, exported to ONNX (fp32, ``model.onnx`` beside it) and run by onnxruntime
@@ -123,7 +123,7 @@ def _scored(work: Path, model_file: Path, label: str, modalities=None) -> dict:
     """{scenario: evaluate(...)} of one model (a ``.pt`` is exported to ONNX first; run by onnxruntime)
     with ``modalities`` on; each result is kept in ``WORK/eval/<label>/<scenario>/result.json`` and
     reused while newer than the model."""
-    from edgefuse.model.evaluate import evaluate
+    from edgefuse.eval.evaluate import evaluate
 
     model = _onnx(model_file) if model_file.suffix == ".pt" else model_file
     per = {}
@@ -152,7 +152,7 @@ def step_eval(work: Path) -> dict:
         for label, mods in RUNTIME_REMOVALS.items():
             same = mods == ABLATIONS["all"]  # all sensors on: the ablation row of the fused model
             results["runtime"][label] = _scored(work, fused, "all" if same else f"rt_{label}", mods)
-    from edgefuse.model.bundled import FILES
+    from edgefuse.runtime.bundled import FILES
 
     if FILES["int8"].is_file():  # the bundled INT8 model against its fp32 export (deployment issue)
         results["precision"] = {
@@ -166,9 +166,10 @@ def step_eval(work: Path) -> dict:
 
 def step_bundle(work: Path) -> list[Path]:
     """Copy the fused model into the package and write its fp32 and INT8 ONNX files there."""
-    from edgefuse.engine.export import export_onnx, read_onnx_manifest
+    from edgefuse.engine.export import export_onnx
     from edgefuse.engine.quantize import calibration_feeds, quantize_int8
-    from edgefuse.model.bundled import FILES
+    from edgefuse.runtime.bundled import FILES
+    from edgefuse.runtime.manifest import read_onnx_manifest
 
     FILES["pt"].parent.mkdir(exist_ok=True)
     shutil.copyfile(work / "models" / "all" / "model.pt", FILES["pt"])

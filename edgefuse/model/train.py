@@ -2,7 +2,7 @@
 
 A sample set is any object with ``__len__`` and ``get(i) -> (feed, target)``: ``feed`` the model inputs
 of one frame (:data:`~edgefuse.model.network.INPUT_NAMES`, no batch axis, numpy), ``target`` the arrays
-of :func:`~edgefuse.model.targets.build_targets`. :mod:`edgefuse.model.dataset` builds them from logs.
+of :func:`~edgefuse.model.targets.build_targets`. :mod:`edgefuse.eval.dataset` builds them from logs.
 
 Determinism: the weights are initialised from ``seed``; epoch ``e`` shuffles and drops modalities with
 ``numpy.random.default_rng((seed, e))``, so a resumed run (from ``last.pt``, written after every epoch)
@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from edgefuse.model.checkpoint import read_checkpoint, save_model
-from edgefuse.model.config import MODALITIES
-from edgefuse.model.io import apply_modalities, stack
 from edgefuse.model.losses import total_loss
-from edgefuse.model.manifest import Manifest
 from edgefuse.model.network import INPUT_NAMES, FusionNet
+from edgefuse.model.targets import HeadGrid, build_targets
+from edgefuse.runtime.feed import MODALITIES, apply_modalities, stack
+from edgefuse.runtime.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,21 @@ def drop_modalities(
 
 def _to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+
+
+class TrainingSamples:
+    """Cached frames as a sample set for :func:`fit`: ``get(i) -> (feed, head targets)``, the targets drawn
+    from the frame's ground truth on the head grid (:func:`~edgefuse.model.targets.build_targets`)."""
+
+    def __init__(self, frames, grid, max_objects: int = 128):
+        self.frames, self.grid, self.max_objects = frames, grid, max_objects
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def get(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        feed, gt = self.frames.load(i)
+        return feed, build_targets(gt.objects, self.frames.spec.classes, self.grid, self.max_objects)
 
 
 def fit(
@@ -213,11 +228,10 @@ def train_model(
     from dataclasses import replace
 
     from edgefuse.errors import InputError
+    from edgefuse.eval.dataset import CachedFrames, build_cache
     from edgefuse.model.checkpoint import new_model
     from edgefuse.model.config import CONFIGS, edge_spec
-    from edgefuse.model.dataset import CachedFrames, build_cache
-    from edgefuse.model.manifest import files_hash
-    from edgefuse.model.targets import HeadGrid
+    from edgefuse.runtime.manifest import files_hash
 
     if not data:
         raise InputError("train --data: expected at least one simulator log")
@@ -233,10 +247,10 @@ def train_model(
     dirs = [build_cache(p, spec, cache_root, progress=progress).directory for p in data]
     net, manifest = new_model(spec, cfg, seed)
     grid = HeadGrid(net.geometry.origin_xy, net.head_cell_m, net.head_hw)
-    samples = CachedFrames(dirs, spec, grid)
+    samples = TrainingSamples(CachedFrames(dirs, spec), grid)
     if frame_step < 1:
         raise InputError(f"train frame_step: expected ≥ 1, got {frame_step}")
-    samples.files = samples.files[::frame_step]
+    samples.frames.files = samples.frames.files[::frame_step]
     if len(samples) == 0:
         raise InputError(f"train --data: no frames with ground truth in {[str(p) for p in data]}")
     manifest.training = {

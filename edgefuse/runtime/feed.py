@@ -1,5 +1,5 @@
-"""Model I/O glue (numpy only: on the runtime path): :class:`~edgefuse.tensors.FusionInputs` → the
-network's named inputs, the network geometry from a tensor spec, the modality switch used by modality
+"""The model's input/output contract (numpy only, robot side): :class:`~edgefuse.tensors.FusionInputs` →
+the network's named inputs, the network geometry from a tensor spec, the modality switch used by modality
 dropout and ``--modalities``, batching.
 
 The network's inputs are FusionInputs arrays by name (:data:`INPUT_NAMES`), with a batch axis in front.
@@ -11,7 +11,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgefuse.model.config import MODALITIES, ModelConfigError
+from edgefuse.errors import InputError
+
+#: A camera sees a point only beyond this depth (m, along its optical axis): the camera lift, the CUDA
+#: lift kernel and the evaluation's field-of-view region share it.
+MIN_CAMERA_DEPTH_M = 0.1
+#: The modality axis of every per-modality tensor (validity flags, dropout, ``--modalities``).
+MODALITIES: tuple[str, ...] = ("camera", "lidar", "radar")
+
+
+class ModelConfigError(InputError):
+    """A model configuration value is wrong (names the field and what was expected)."""
+
 
 INPUT_NAMES: tuple[str, ...] = (
     "images", "projection", "camera_valid",

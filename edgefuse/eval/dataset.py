@@ -1,8 +1,8 @@
 """Training/evaluation frames from simulator logs (or the in-memory simulator), cached on disk.
 
 Core: :func:`frames` turns a message stream (host-receive order, as a log or the simulator gives it)
-into ``(FrameSet, EgoTrajectory | None, ground truth Detections | None)`` with the real-time pipeline's
-:class:`~edgefuse.pipeline.FrameCore` (stamps mapped onto the rig clock, the reference synchronizer with
+into ``(FrameSet, EgoTrajectory | None, ground truth Detections | None)`` with the frame assembler
+:class:`~edgefuse.frames.FrameCore` (stamps mapped onto the rig clock, the reference synchronizer with
 LiDAR reference, the ego trajectory from the kit's odometry received so far — for LiDAR de-skew and
 radar doppler compensation), plus the ground truth of the frame: the nearest ``ground_truth`` message
 within 50 ms of the reference stamp.
@@ -11,6 +11,9 @@ within 50 ms of the reference stamp.
 and stores each frame compactly (real pillar points only, the image as the uint8 it came from, the ground
 truth as rows); :class:`CachedFrames` reads them back as fixed-shape inputs + training targets. A cache
 is keyed by the log's path, size and mtime and the tensor spec, and completed caches are reused.
+
+Torch-free and outside :mod:`edgefuse.model`: evaluation, the demo, INT8 calibration and training all read
+frames through here; the training targets are made in :mod:`edgefuse.model.train`.
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefuse.errors import InputError
-from edgefuse.model.io import INPUT_NAMES
-from edgefuse.model.targets import HeadGrid, build_targets
+from edgefuse.runtime.feed import INPUT_NAMES
 from edgefuse.types import Box3D, Detection, Detections, FrameSet, Message
 
 GROUND_TRUTH_ID = "ground_truth"
@@ -46,11 +48,11 @@ def frames(
 ) -> Iterator[tuple[FrameSet, object, Detections | None]]:
     """(frame, ego trajectory or None, ground truth or None) for every frame of the stream (module doc).
 
-    The frames are the real-time pipeline's own (:class:`edgefuse.pipeline.FrameCore`: stamp mapping,
+    The frames are the real-time pipeline's own (:class:`edgefuse.frames.FrameCore`: stamp mapping,
     synchronization, the ego trajectory from the kit's odometry), so training sees exactly what the
     runtime feeds the model; messages of sensors outside the kit (ground truth, the simulator's
     ``ego_truth`` odometry) never reach it."""
-    from edgefuse.pipeline import FrameCore, PipelineConfig
+    from edgefuse.frames import FrameCore, PipelineConfig
 
     core = FrameCore(kit, calibration, PipelineConfig())
     truth: dict[int, Detections] = {}
@@ -244,11 +246,12 @@ def _sim_kit():
 
 
 class CachedFrames:
-    """The cached frames of several sources as a sample set (``get(i) -> (feed, targets)``) for
-    :func:`edgefuse.model.train.fit`, and as (feed, ground truth Detections) for evaluation."""
+    """The cached frames of several sources: ``load(i) -> (feed, ground truth Detections)`` for evaluation,
+    INT8 calibration and (through :class:`edgefuse.model.train.TrainingSamples`, which adds the head
+    targets) training."""
 
-    def __init__(self, dirs: Iterable[Path], spec, grid: HeadGrid | None = None, max_objects: int = 128):
-        self.spec, self.grid, self.max_objects = spec, grid, max_objects
+    def __init__(self, dirs: Iterable[Path], spec):
+        self.spec = spec
         self.files = [f for d in dirs for f in sorted(Path(d).glob("[0-9]*.npz")) if ".tmp" not in f.name]
 
     def __len__(self) -> int:
@@ -258,9 +261,3 @@ class CachedFrames:
         with np.load(self.files[i]) as z:
             c = {k: z[k] for k in z.files}
         return expand(c, self.spec), gt_from_rows(c["gt"], int(c["stamp_ns"][0]), self.spec.classes)
-
-    def get(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        feed, gt = self.load(i)
-        if self.grid is None:
-            raise ValueError("CachedFrames.get: needs the head grid for training targets")
-        return feed, build_targets(gt.objects, self.spec.classes, self.grid, self.max_objects)

@@ -1,7 +1,7 @@
 """Evaluation: run a model over simulator logs and score it (nuScenes-style mAP, per-class AP, mAVE,
 latency), with a PR-curve PNG and BEV PNGs of the worst frames.
 
-Backends (:mod:`edgefuse.engine.backends`): ``torch`` (``.pt``), ``onnxruntime`` (``.onnx``, the
+Backends (:mod:`edgefuse.runtime.backends`): ``torch`` (``.pt``), ``onnxruntime`` (``.onnx``, the
 manifest from the ONNX metadata) and ``tensorrt`` (``.engine`` + sidecar); all run batch 1 on the cached
 fixed-shape inputs, so ``latency_ms`` is the model alone (decode and top-K included, preprocessing not).
 ``modalities`` switches sensors off at run time (their inputs and
@@ -23,21 +23,20 @@ from pathlib import Path
 import numpy as np
 
 from edgefuse.errors import InputError
-from edgefuse.model.config import MIN_CAMERA_DEPTH_M, MODALITIES
-from edgefuse.model.decode import to_detections
-from edgefuse.model.io import apply_modalities
-from edgefuse.model.manifest import Manifest
-from edgefuse.model.metrics import TP_THRESHOLD_M, evaluate_detections, match_class, pr_curve
+from edgefuse.eval.metrics import TP_THRESHOLD_M, evaluate_detections, match_class, pr_curve
+from edgefuse.runtime.decode import to_detections
+from edgefuse.runtime.feed import MIN_CAMERA_DEPTH_M, MODALITIES, apply_modalities
+from edgefuse.runtime.manifest import Manifest
 from edgefuse.types import Detections
 
 Infer = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def load_predictor(model: str | Path, backend: str | None = None) -> tuple[Infer, Manifest, str]:
-    """(infer, manifest, backend name) for a model file through :func:`edgefuse.engine.backends.open_backend`
+    """(infer, manifest, backend name) for a model file through :func:`edgefuse.models.open_backend`
     (the backend follows the file unless given). ``infer`` takes a batch-1 feed and returns (boxes,
     scores, labels) with the batch axis."""
-    from edgefuse.engine.backends import open_backend
+    from edgefuse.models import open_backend
 
     b = open_backend(model, backend)
 
@@ -99,7 +98,7 @@ def evaluate(
     ``out_dir`` (default: next to the first log, ``<log>.eval/``)."""
     from tqdm import tqdm
 
-    from edgefuse.model.dataset import CachedFrames, build_cache
+    from edgefuse.eval.dataset import CachedFrames, build_cache
     from edgefuse.tensors import TensorSpec
 
     if not logs:

@@ -1,4 +1,4 @@
-"""The bundled model: shipped in the package (``edgefuse/model/weights/``), trained by
+"""The bundled model: shipped in the package (``edgefuse/runtime/weights/``), trained by
 :mod:`edgefuse.model.recipe` (its ``bundle`` step writes all three files), the default of every command
 that takes ``--model``.
 

@@ -98,3 +98,23 @@ def files_hash(paths) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+def read_onnx_manifest(path: str | Path) -> Manifest:
+    """The embedded manifest of the ONNX file ``path``."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such model file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - any protobuf failure is a bad file
+        raise ManifestError(f"{path}: not a readable ONNX file ({type(e).__name__}: {e})") from None
+    for p in model.metadata_props:
+        if p.key == ONNX_METADATA_KEY:
+            return Manifest.from_json(p.value, str(path))
+    raise ManifestError(
+        f"{path}: no '{ONNX_METADATA_KEY}' metadata: not an edgefuse model; "
+        "export it with `edgefuse export --model MODEL.pt --out MODEL.onnx`"
+    )

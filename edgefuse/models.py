@@ -1,0 +1,55 @@
+"""Open any model file with its backend: ``.pt`` (torch, workstation side), ``.onnx`` (onnxruntime),
+``.engine`` (TensorRT).
+
+    backend = open_backend("model.onnx", backend=None, threads=2)   # torch | onnxruntime | tensorrt
+    backend = load_backend(None)                                     # the bundled INT8 ONNX model
+
+The backend follows the file suffix unless ``backend`` names one. This module sits above both sides: the
+robot side (:mod:`edgefuse.runtime`, :mod:`edgefuse.pipeline`) never imports it — the commands open the
+backend here and hand it to the pipeline — and it imports the torch backend only when a ``.pt`` file is
+opened, so a robot install without torch runs ``.onnx`` and ``.engine`` models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgefuse.errors import InputError
+from edgefuse.runtime.backends import BACKENDS, SUFFIXES, Backend, BackendError, OnnxRuntimeBackend
+from edgefuse.runtime.bundled import bundled_model
+
+
+def open_backend(model_path: str | Path, backend: str | None = None, threads: int = 2) -> Backend:
+    """Open ``model_path`` with ``backend`` (default: from the suffix, see module doc)."""
+    path = Path(model_path)
+    if backend is None:
+        backend = SUFFIXES.get(path.suffix)
+        if backend is None:
+            raise BackendError(
+                f"{path}: unknown model suffix {path.suffix!r}; expected one of {sorted(SUFFIXES)}"
+            )
+    if backend not in BACKENDS:
+        raise BackendError(f"--backend: expected one of {BACKENDS}, got {backend!r}")
+    want = {v: k for k, v in SUFFIXES.items()}[backend]
+    if path.suffix != want:
+        raise BackendError(f"{path}: backend {backend} expects a {want} model file")
+    if not path.is_file():
+        raise BackendError(f"{path}: no such model file")
+    if backend == "torch":
+        from edgefuse.model.backend import TorchBackend
+
+        return TorchBackend(path, threads)
+    if backend == "onnxruntime":
+        return OnnxRuntimeBackend(path, threads)
+    from edgefuse.runtime.tensorrt import TensorRTBackend
+
+    return TensorRTBackend(path)
+
+
+def load_backend(model: str | Path | None, backend: str | None = None, threads: int = 2) -> Backend:
+    """Open ``model`` (``.pt``/``.onnx``/``.engine``; None = the bundled INT8 ONNX model) with
+    :func:`open_backend`."""
+    path = Path(model) if model is not None else bundled_model("int8")
+    if not path.is_file():
+        raise InputError(f"--model {path}: no such model file; expected a .pt, .onnx or .engine model")
+    return open_backend(path, backend=backend, threads=threads)

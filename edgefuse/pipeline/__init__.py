@@ -1,0 +1,37 @@
+"""The real-time pipeline: sources → stamp mapping + synchronizer → preprocess → backend → decode → sinks.
+
+One module per part (docs/architecture.md):
+
+- :mod:`edgefuse.frames` (beside this package, shared with training and INT8 calibration):
+  :class:`~edgefuse.frames.FrameCore`, the pure frame assembler, and :class:`~edgefuse.frames.PipelineConfig`;
+- :mod:`~edgefuse.pipeline.stages`: preprocess, infer, decode (pure functions of a frame and a clock);
+- :mod:`~edgefuse.pipeline.sinks`: UDP, console and the MCAP log;
+- :mod:`~edgefuse.pipeline.queue`: the bounded drop-oldest queue between threads;
+- :mod:`~edgefuse.pipeline.timebase`: host clock ↔ message clock (live, paced replay, as fast as possible);
+- :mod:`~edgefuse.pipeline.loop`: :class:`Pipeline`, the threaded shell;
+- :mod:`~edgefuse.pipeline.deterministic`: one thread, every frame, the same bytes for the same log;
+- :mod:`~edgefuse.pipeline.replay` / :mod:`~edgefuse.pipeline.live`: the ``replay`` and ``run`` commands;
+- :mod:`~edgefuse.pipeline.report`, :mod:`~edgefuse.pipeline.signals`: the run's report files, graceful stop.
+
+Backends follow the :mod:`edgefuse.runtime.backends` contract (``manifest``, ``name``,
+``infer(feed) -> dict``, ``close()``) and are passed in (:func:`edgefuse.models.load_backend` opens one);
+the pipeline imports no torch and nothing of the workstation side. The names below are the package's
+public API (``from edgefuse.pipeline import run_replay``); code inside edgefuse imports the defining module.
+"""
+
+from edgefuse.frames import MS, NS, Frame, FrameCore, PipelineConfig
+from edgefuse.pipeline.deterministic import run_deterministic
+from edgefuse.pipeline.live import run_live
+from edgefuse.pipeline.loop import Pipeline
+from edgefuse.pipeline.queue import DropQueue
+from edgefuse.pipeline.replay import run_replay
+from edgefuse.pipeline.report import write_outputs
+from edgefuse.pipeline.sinks import DETECTIONS_SENSOR, DETECTIONS_TOPIC, ConsoleSink, McapSink, UdpSink
+from edgefuse.pipeline.stages import decode, infer, preprocess
+from edgefuse.pipeline.timebase import Timebase
+
+__all__ = [
+    "DETECTIONS_SENSOR", "DETECTIONS_TOPIC", "MS", "NS", "ConsoleSink", "DropQueue", "Frame", "FrameCore",
+    "McapSink", "Pipeline", "PipelineConfig", "Timebase", "UdpSink", "decode", "infer", "preprocess",
+    "run_deterministic", "run_live", "run_replay", "write_outputs",
+]  # fmt: skip
