@@ -23,7 +23,8 @@ import numpy as np
 from _report import ROOT, machine, write_json
 
 from edgefuse.calib.boards import load_target
-from edgefuse.calib.lidar_camera import board_observation, solve_lidar_camera, transform_error
+from edgefuse.calib.lidar_camera import solve_lidar_camera, transform_error
+from edgefuse.calib.lidar_camera_board import board_observation
 from edgefuse.calib.radar_lidar import lidar_targets, solve_radar_lidar
 from edgefuse.calib.simdata import lidar_camera_frames, radar_lidar_frames
 from edgefuse.calib.time_offset import _planar_rotation, estimate_offset

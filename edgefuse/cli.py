@@ -254,7 +254,7 @@ def _human_record(r: dict) -> None:
 
 def cmd_sync_report(args) -> dict:
     from edgefuse.rig import load_kit
-    from edgefuse.sync import sync_report
+    from edgefuse.sync.report import sync_report
 
     kit = load_kit(args.kit) if args.kit else None
     budget = int(round(args.latency_budget_ms * 1e6))

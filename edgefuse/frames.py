@@ -3,9 +3,9 @@ pipeline (:mod:`edgefuse.pipeline`), the training/evaluation frames (:mod:`edgef
 INT8 calibration.
 
 :class:`FrameCore` ``update(now_ns, [(msg, receive_ns), …]) -> [Frame]`` (no threads, no clock reading:
-time comes in as arguments, so replay = live): maps stamps (:class:`~edgefuse.sync.StampMapper`), keeps
-the odometry for the ego trajectory, synchronizes (:class:`~edgefuse.sync.Synchronizer`, reference
-policy) and keeps per-sensor health (count, rate, silence) — all in the *message clock* (the host clock
+time comes in as arguments, so replay = live): maps stamps (:class:`~edgefuse.sync.clock.StampMapper`), keeps
+the odometry for the ego trajectory, synchronizes (:class:`~edgefuse.sync.synchronizer.Synchronizer`,
+reference policy) and keeps per-sensor health (count, rate, silence) — all in the *message clock* (the host clock
 live, the log's clock on replay). Each frame gets a :class:`~edgefuse.profiling.LatencyRecord` whose
 ``receive_ns`` is the host receive time of the last input it used and whose ``reference_ns`` is the
 reference stamp moved onto the host clock. :class:`PipelineConfig` holds the pipeline's bounds and
@@ -93,7 +93,8 @@ class FrameCore:
     the message clock, every message comes with its host receive time."""
 
     def __init__(self, kit, calibration, config: PipelineConfig, health_window_ns: int = 2 * NS):
-        from edgefuse.sync import StampMapper, Synchronizer, SyncSpec
+        from edgefuse.sync.clock import StampMapper
+        from edgefuse.sync.synchronizer import Synchronizer, SyncSpec
 
         self.kit, self.config = kit, config
         self.mapper = StampMapper(kit, calibration)

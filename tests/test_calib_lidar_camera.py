@@ -10,14 +10,12 @@ import pytest
 from edgefuse.calib.boards import load_target
 from edgefuse.calib.common import CalibrationError
 from edgefuse.calib.lidar_camera import (
-    BoardObservation,
-    board_observation,
-    fit_plane_ransac,
     fit_plane_rays,
     group_holds,
     solve_lidar_camera,
     transform_error,
 )
+from edgefuse.calib.lidar_camera_board import BoardObservation, board_observation, fit_plane_ransac
 from edgefuse.calib.simdata import lidar_camera_frames, static_board_frames
 from edgefuse.cli import main
 from edgefuse.geometry import Transform, matrix_to_rotvec

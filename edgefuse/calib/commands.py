@@ -122,7 +122,8 @@ def run_lidar_camera(
     """`calibrate lidar-camera`: T_base_camera from board views in a log; updates ``calib_path`` in place."""
     from edgefuse.calib.boards import parse_board
     from edgefuse.calib.common import CalibrationError, provenance, update_calibration_file
-    from edgefuse.calib.lidar_camera import observations_from_log, solve_lidar_camera
+    from edgefuse.calib.lidar_camera import solve_lidar_camera
+    from edgefuse.calib.lidar_camera_board import observations_from_log
     from edgefuse.rig import load_calibration
 
     board = parse_board(board)
