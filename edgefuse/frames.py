@@ -2,13 +2,14 @@
 pipeline (:mod:`edgefuse.pipeline`), the training/evaluation frames (:mod:`edgefuse.eval.dataset`) and
 INT8 calibration.
 
-:class:`FrameCore` ``update(now_ns, [(msg, receive_ns), …]) -> [Frame]`` (no threads, no clock reading:
-time comes in as arguments, so replay = live): maps stamps (:class:`~edgefuse.sync.clock.StampMapper`), keeps
-the odometry for the ego trajectory, synchronizes (:class:`~edgefuse.sync.synchronizer.Synchronizer`,
-reference policy) and keeps per-sensor health (count, rate, silence) — all in the *message clock* (the host clock
-live, the log's clock on replay). Each frame gets a :class:`~edgefuse.profiling.LatencyRecord` whose
-``receive_ns`` is the host receive time of the last input it used and whose ``reference_ns`` is the
-reference stamp moved onto the host clock. :class:`PipelineConfig` holds the pipeline's bounds and
+:class:`FrameCore` ``update(now_ns, [(msg, receive_ns), …]) -> [Frame]`` (no threads, no clock reading: time
+comes in as arguments, so replay = live): maps stamps (:class:`~edgefuse.sync.clock.StampMapper`), keeps the
+odometry for the ego trajectory, synchronizes (:class:`~edgefuse.sync.synchronizer.Synchronizer`, reference
+policy) and keeps per-sensor health (count, rate, silence) — all in the *message clock* (the host clock live,
+the log's clock on replay). Each frame gets a :class:`~edgefuse.profiling.LatencyRecord` whose ``receive_ns``
+is the host receive time of the last input it used and whose ``reference_ns`` is the reference stamp moved
+onto the host clock.
+:class:`PipelineConfig` holds the pipeline's bounds and
 deadlines (the core reads the synchronizer's wait, the deadline and the silence threshold from it).
 """
 
