@@ -29,7 +29,8 @@ from edgefuse.calib.radar_lidar import lidar_targets, solve_radar_lidar
 from edgefuse.calib.simdata import lidar_camera_frames, radar_lidar_frames
 from edgefuse.calib.time_offset import _planar_rotation, estimate_offset
 from edgefuse.geometry import Transform, matrix_to_rotvec
-from edgefuse.sim.camera import board_inner_corners, render_camera
+from edgefuse.sim.camera import render_camera
+from edgefuse.sim.camera_board import board_inner_corners
 from edgefuse.sim.rig import sim_calibration
 from edgefuse.sim.world import make_world
 

@@ -25,8 +25,9 @@ import cv2
 import numpy as np
 from _report import machine, machine_line, pin_to_one_core, replace_section, write_json
 
-import edgefuse.sim.camera as sim_camera
-from edgefuse.sim.camera import camera_tables, render_camera
+import edgefuse.sim.camera_raster as sim_raster
+from edgefuse.sim.camera import render_camera
+from edgefuse.sim.camera_lens import camera_tables
 from edgefuse.sim.rig import sim_calibration
 from edgefuse.sim.world import make_world
 
@@ -50,7 +51,7 @@ CASES = (
 
 
 def _case(scenario: str, model: str, frames: int) -> dict:
-    sim_camera.FILL_LINE = cv2.LINE_8 if model.endswith("no AA") else cv2.LINE_AA
+    sim_raster.FILL_LINE = cv2.LINE_8 if model.endswith("no AA") else cv2.LINE_AA
     cal = sim_calibration(camera_model=model.split(",")[0])
     cam, T = cal.cameras["cam_front"], cal.extrinsics["cam_front"]
     world = make_world(scenario, 0)
@@ -94,7 +95,7 @@ def main(frames: int = 12) -> dict:
     pin_to_one_core()
     cv2.setNumThreads(1)
     cases = [_case(s, m, frames) for s, m in CASES]
-    sim_camera.FILL_LINE = cv2.LINE_AA
+    sim_raster.FILL_LINE = cv2.LINE_AA
     result = {
         "machine": machine(cv2),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,

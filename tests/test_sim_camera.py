@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from edgefuse.geometry import CameraModel, Transform
-from edgefuse.sim.camera import board_inner_corners, camera_tables, render_camera, undistort_pixel_grid
+from edgefuse.sim.camera import render_camera
+from edgefuse.sim.camera_board import board_inner_corners
+from edgefuse.sim.camera_lens import camera_tables, undistort_pixel_grid
 from edgefuse.sim.rig import sim_calibration
 from edgefuse.sim.scene import Board, Material, Scene, Weather, WorldBox
 
@@ -331,7 +333,8 @@ def test_patch_vertices_in_one_pass_equal_the_per_face_formula():
     """The renderer places every face patch (windows, wheels, lights) of all boxes in one vectorized
     pass; each group's vertices must be exactly o + u·a + v·b of its own face (origin o, unit axes u, v;
     (a, b) the patch's face metres), in drawing order, for detailed and far (patch-free) boxes alike."""
-    from edgefuse.sim.camera import LOD_PATCH_PX, _decorations, _patch_vertices
+    from edgefuse.sim.camera_boxes import LOD_PATCH_PX, _patch_vertices
+    from edgefuse.sim.camera_textures import _decorations
 
     boxes = [_box("car", (12.0, 1.0, 0.75), (4.5, 1.9, 1.5), rgb=(30, 55, 130)),
              _box("bus", (30.0, -4.0, 1.6), (12.0, 2.5, 3.2), yaw=0.3),

@@ -316,7 +316,8 @@ def test_walker_faces_the_way_it_walks_and_keeps_facing_through_a_pause():
     """Out 10 m, a 5 s pause, back 10 m (periodic): the yaw is the path heading, plus π on the way back;
     the pause keeps the outbound facing. Asked twice (the per-profile facing table is cached)."""
     from edgefuse.sim.scene import Material
-    from edgefuse.sim.world import Agent, PiecewiseS, build_path
+    from edgefuse.sim.world_motion import Agent, PiecewiseS
+    from edgefuse.sim.world_paths import build_path
 
     heading = 0.3
     path = build_path((2.0, -1.0), heading, [("straight", 30.0)])

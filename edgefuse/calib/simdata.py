@@ -10,7 +10,8 @@ import numpy as np
 
 from edgefuse.geometry import CameraModel, Transform, matrix_to_rpy, rotvec_to_matrix
 from edgefuse.sim.scene import Material, Scene, Weather, WorldBox
-from edgefuse.sim.world import BOARD_A, make_world
+from edgefuse.sim.world import make_world
+from edgefuse.sim.world_materials import BOARD_A
 from edgefuse.types import PointCloud, RadarScan
 
 _BOARD_MATERIAL = Material("calibration_board", (245, 245, 245), "checker", 0.7, 0.0)
@@ -55,7 +56,8 @@ def intrinsics_views(
 ) -> list[tuple[str, np.ndarray]]:
     """``n`` rendered images (name, RGB) of board-a held in random poses in front of the sim camera
     (``camera_model`` "pinhole" or "fisheye"), each with the whole board in the image and spread over it."""
-    from edgefuse.sim.camera import NOISE_STD_DN, board_inner_corners, render_camera
+    from edgefuse.sim.camera import NOISE_STD_DN, render_camera
+    from edgefuse.sim.camera_board import board_inner_corners
     from edgefuse.sim.rig import sim_calibration
 
     calib = sim_calibration(camera_model)

@@ -1,6 +1,6 @@
 """Ego-motion sensors of the simulated car: wheel odometry (50 Hz) and an IMU (200 Hz).
 
-Pure cores: every function takes the world's true :class:`~edgefuse.sim.world.EgoState` (and the
+Pure cores: every function takes the world's true :class:`~edgefuse.sim.world_motion.EgoState` (and the
 random generator of that message) and returns the payload.
 
 - **Odometry** (:class:`OdometryIntegrator`): what a wheel-odometry node publishes — the twist it measures

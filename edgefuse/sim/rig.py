@@ -148,7 +148,7 @@ def kit_to_dict(kit: SensorKit, calibration: str = "") -> dict:
 
 def board_a() -> Board:
     """Calibration target board-a: 8 × 6 squares of 0.1 m (7 × 5 inner corners) on a 0.9 × 0.7 m plate."""
-    from edgefuse.sim.world import BOARD_A
+    from edgefuse.sim.world_materials import BOARD_A
 
     return BOARD_A
 

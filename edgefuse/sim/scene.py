@@ -1,8 +1,9 @@
 """The simulator's scene at one instant: what every sensor model renders or ray-casts.
 
-This module is the contract between the world (``world.py``: scenarios, agents, ego motion) and the
-sensor models (``camera.py``, ``lidar.py``, ``radar.py``). Everything solid is an oriented box; the
-ground is the plane z = 0 of the world frame with lane markings painted on it.
+This module is the contract between the world (``world.py`` and its ``world_*`` modules: scenarios,
+agents, ego motion) and the sensor models (``camera.py`` with its ``camera_*`` modules, ``lidar.py``,
+``radar.py``). Everything solid is an oriented box; the ground is the plane z = 0 of the world frame with
+lane markings painted on it.
 
 Frames: the world frame ``world`` is fixed (x east-ish, y north-ish, z up); the ego's ``base_link``
 pose in it is ``Scene.T_world_base``. All box quantities are in the world frame.
