@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from _report import replace_section, untrained_edge_onnx  # noqa: E402  (benchmarks/ is on sys.path)
 
-from edgefuse.adapters.source import Source  # noqa: E402
+from edgefuse.adapters.base import Source  # noqa: E402
 from edgefuse.types import Message  # noqa: E402
 
 

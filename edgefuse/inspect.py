@@ -2,7 +2,7 @@
 
 Pure cores: :func:`summarize` (messages + the source's stats → a per-sensor summary) and
 :func:`convert_message` (one message → one file in a directory). Thin shells: :func:`inspect_uri` and
-:func:`convert_uri` open the source (:func:`~edgefuse.adapters.open_source`), read it through a
+:func:`convert_uri` open the source (:func:`~edgefuse.sources.open_source`), read it through a
 :class:`~edgefuse.adapters.SourceReader` (so a silent live source is bounded by ``duration_s``), and
 show a tqdm progress bar on stderr when it is a terminal.
 
@@ -22,15 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgefuse.adapters.source import (
-    SourceReader,
-    decode_errors,
-    drops,
-    open_source,
-    payload_kind,
-    read_messages,
-)
+from edgefuse.adapters.base import SourceReader, decode_errors, drops, payload_kind, read_messages
 from edgefuse.errors import InputError
+from edgefuse.sources import open_source
 from edgefuse.types import CompressedImage, Image, Message, PointCloud, RadarScan
 
 _NS = 1_000_000_000

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from edgefuse.adapters.source import Source, SourceReader, decode_errors, drops, open_source
+from edgefuse.adapters.base import Source, SourceReader, decode_errors, drops
 from edgefuse.errors import InputError
 from edgefuse.rig import SensorSpec, load_calibration, load_kit
+from edgefuse.sources import open_source
 from edgefuse.types import Message
 
 _NS = 1_000_000_000

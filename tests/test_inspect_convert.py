@@ -169,15 +169,15 @@ def test_convert_to_directory_read_back_independently(small_log, tmp_path):
     png = out / "cam" / f"{msgs[3].stamp_ns:019d}.png"
     np.testing.assert_array_equal(cv2.imread(str(png))[..., ::-1], msgs[3].payload.data)
     # the 19-digit names are stamps the pcd:// source reads back
-    from edgefuse.adapters import open_source
+    from edgefuse.sources import open_source
 
     with open_source(f"pcd://{out / 'lidar'}") as src:
         assert [m.stamp_ns for m in src] == [1_000_000_000, 1_100_000_000]
 
 
 def test_convert_to_mcap_keeps_messages_and_calibration(tmp_path):
-    from edgefuse.adapters import open_source
     from edgefuse.logs import LogReader
+    from edgefuse.sources import open_source
 
     out = tmp_path / "pcap.mcap"
     r = convert_uri(f"pcap://{PCAP}?model=VLP32C&sensor_id=lidar_top", out, progress=False)

@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edgefuse.adapters import SCHEMES, Source, SourceReader, open_source
+from edgefuse.adapters.base import Source, SourceReader
 from edgefuse.errors import InputError
+from edgefuse.sources import SCHEMES, open_source
 from edgefuse.types import Image, Message, Odometry, PointCloud, RadarScan
 
 DATA = Path(__file__).parent / "data"

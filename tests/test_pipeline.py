@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgefuse.adapters.mcap_source import McapSource
-from edgefuse.adapters.source import Source
+from edgefuse.adapters.base import Source
 from edgefuse.frames import FrameCore, PipelineConfig
 from edgefuse.logs import LogReader
+from edgefuse.logs.source import McapSource
 from edgefuse.pipeline import DETECTIONS_TOPIC, Pipeline, Timebase, UdpSink, run_replay
 from edgefuse.rig import SensorKit, SensorSpec
 from edgefuse.sim.rig import sim_kit

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgefuse.adapters import Source, open_source
+from edgefuse.adapters.base import Source
 from edgefuse.errors import InputError
 from edgefuse.logs import LogReader, Recorder
 from edgefuse.record import KitRecorder, record_kit
 from edgefuse.rig import SensorSpec, load_calibration
+from edgefuse.sources import open_source
 from edgefuse.types import Message, PointCloud
 
 REPO = Path(__file__).resolve().parent.parent

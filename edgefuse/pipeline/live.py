@@ -30,8 +30,8 @@ def run_live(
 ) -> dict:
     """``edgefuse run``: every sensor of the kit live (calibration from the kit unless ``calib_path``),
     logged with the detections to ``out_dir/run.mcap``; stops on SIGINT/SIGTERM or after ``duration_s``."""
-    from edgefuse.adapters.source import open_source
     from edgefuse.rig import load_calibration, load_kit
+    from edgefuse.sources import open_source
 
     kit = load_kit(kit_path)
     cpath = calib_path or kit.calibration

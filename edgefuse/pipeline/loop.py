@@ -48,7 +48,7 @@ class Pipeline:
         clock: Clock = time.monotonic_ns,
         status: TextIO | None = None,
     ):
-        from edgefuse.adapters.source import SourceReader
+        from edgefuse.adapters.base import SourceReader
         from edgefuse.tensors import TensorBuilder, TensorSpec
 
         self.kit, self.backend, self.config, self.timebase = kit, backend, config, timebase

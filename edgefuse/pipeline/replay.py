@@ -55,8 +55,8 @@ def run_replay(
     possible; ``deterministic``: every frame, one thread). Writes ``out_dir/detections.mcap`` (the
     detections, the calibration, the inputs too with ``log_inputs``) and the latency outputs; returns
     the report."""
-    from edgefuse.adapters.mcap_source import McapSource
     from edgefuse.logs import LogReader
+    from edgefuse.logs.source import McapSource
     from edgefuse.rig import load_calibration
 
     log_path = Path(log_path)

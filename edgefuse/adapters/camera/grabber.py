@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgefuse.adapters.source import Backoff
+from edgefuse.adapters.base import Backoff
 
 log = logging.getLogger("edgefuse.adapters.camera")
 

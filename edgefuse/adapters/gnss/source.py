@@ -25,8 +25,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import serial
 
+from edgefuse.adapters.base import Backoff
 from edgefuse.adapters.gnss.decoder import NmeaDecoder, fix_to_message
-from edgefuse.adapters.source import Backoff
 from edgefuse.errors import InputError
 from edgefuse.types import Message
 
