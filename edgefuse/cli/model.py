@@ -1,0 +1,177 @@
+"""``edgefuse train``, ``eval``, ``export``, ``quantize``, ``build-engine``, ``compare``: the model and
+its deployment.
+
+Torch, ONNX and TensorRT are imported inside the handlers, so building the parser stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from edgefuse.cli.common import add_json
+
+
+def cmd_train(args) -> dict:
+    from edgefuse.model.train import dropout_rates, train_model
+    from edgefuse.runtime.feed import parse_modalities
+
+    return train_model(
+        args.data, args.out, epochs=args.epochs, fusion=args.fusion,
+        modalities=parse_modalities(args.modalities), config=args.config, seed=args.seed,
+        batch_size=args.batch_size, lr=args.lr, cache_root=args.cache,
+        modality_dropout=dropout_rates(args.modality_dropout),
+        command=(f"edgefuse train --data {' '.join(args.data)} --out {args.out} --epochs {args.epochs} "
+                 f"--fusion {args.fusion} --modalities {args.modalities} --config {args.config} "
+                 f"--seed {args.seed} --batch-size {args.batch_size} --lr {args.lr} "
+                 f"--modality-dropout {args.modality_dropout}"),
+        progress=not getattr(args, "json", False),
+    )  # fmt: skip
+
+
+def cmd_eval(args) -> dict:
+    from edgefuse.eval.evaluate import evaluate
+    from edgefuse.runtime.bundled import default_for_backend
+    from edgefuse.runtime.feed import parse_modalities
+
+    return evaluate(
+        args.model or default_for_backend(args.backend), args.logs, backend=args.backend,
+        modalities=parse_modalities(args.modalities), out_dir=args.out, cache_root=args.cache,
+        max_frames=args.max_frames, progress=not getattr(args, "json", False),
+    )  # fmt: skip
+
+
+def _human_eval(r: dict) -> None:
+    from edgefuse.eval.evaluate import format_eval
+
+    print(format_eval(r))
+
+
+def cmd_export(args) -> dict:
+    from edgefuse.engine.export import export_onnx
+    from edgefuse.runtime.bundled import bundled_model
+
+    out = export_onnx(args.model or bundled_model("pt"), args.out, plugins=args.plugins)
+    return {"out": str(out), "plugins": args.plugins, "bytes": out.stat().st_size}
+
+
+def cmd_quantize(args) -> dict:
+    from pathlib import Path
+
+    from edgefuse.engine.quantize import calibration_feeds, quantize_int8
+    from edgefuse.runtime.manifest import read_onnx_manifest
+
+    manifest = read_onnx_manifest(args.model)
+    cache = args.cache or Path(args.calib[0]).parent / ".edgefuse-cache"
+    feeds = calibration_feeds(
+        args.calib, manifest, cache, max_frames=args.frames, progress=not getattr(args, "json", False)
+    )
+    keep = [n for n in (args.keep_float or "").split(",") if n]
+    return quantize_int8(args.model, args.out, feeds, method=args.method, keep_float=keep, sweep=args.sweep)
+
+
+def cmd_build_engine(args) -> dict:
+    from edgefuse.engine.tensorrt import build_engine
+
+    return build_engine(
+        args.model, args.out, precision=args.precision, profile=args.profile, plugins=args.plugins
+    )
+
+
+def cmd_compare(args) -> dict:
+    from edgefuse.engine.compare import compare
+
+    models = [m for m in args.models.split(",") if m]
+    return compare(
+        args.log,
+        models,
+        cache_root=args.cache,
+        score_threshold=args.score_threshold,
+        match_m=args.match_m,
+        max_frames=args.max_frames,
+        progress=not getattr(args, "json", False),
+    )
+
+
+def _human_compare(r: dict) -> None:
+    from edgefuse.engine.compare import format_compare
+
+    print(format_compare(r))
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add this group's commands to the top-level subparsers ``sub``."""
+    p = sub.add_parser("train", help="train the fusion model on simulator logs (resumable)")
+    p.add_argument("--data", nargs="+", required=True, metavar="LOG", help="simulator logs with ground truth")
+    p.add_argument("--out", required=True, metavar="DIR", help="checkpoints and model.pt go here")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--fusion", choices=("concat", "weighted", "gated"), default="gated")
+    p.add_argument("--modalities", default="camera,lidar,radar", help="encoders to build (default all)")
+    p.add_argument("--config", default="edge", help="edge (default, CPU/Jetson) or large (GPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--modality-dropout",
+        default="0.15",
+        metavar="P|NAME=P,…",
+        help="per-sample drop rate: one for all, or per modality (camera=0.15,lidar=0.4,radar=0.15)",
+    )
+    p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default DIR/cache)")
+    add_json(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="mAP / per-class AP / mAVE / latency of a model on simulator logs")
+    p.add_argument("logs", nargs="+", metavar="LOG", help="held-out simulator logs")
+    p.add_argument(
+        "--model", default=None,
+        help=".pt, .onnx or .engine (default: the bundled edge.pt, or edge.onnx for onnxruntime/no torch)",
+    )  # fmt: skip
+    p.add_argument(
+        "--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None, help="default: from the file"
+    )
+    p.add_argument("--modalities", default="camera,lidar,radar", help="sensors left on (others zeroed)")
+    p.add_argument("--out", default=None, metavar="DIR", help="PNGs (default LOG.eval/)")
+    p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default next to the log)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N")
+    add_json(p)
+    p.set_defaults(func=cmd_eval, human=_human_eval)
+
+    p = sub.add_parser("export", help="a .pt model → ONNX (decode included, fixed shapes, manifest embedded)")
+    p.add_argument("--model", default=None, help=".pt model (default: the bundled model)")
+    p.add_argument("--out", required=True, metavar="MODEL.onnx")
+    p.add_argument("--plugins", action="store_true", help="emit the TensorRT plugin nodes (TensorRT only)")
+    add_json(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("quantize", help="INT8 QDQ ONNX calibrated on frames from logs")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--calib", nargs="+", required=True, metavar="LOG", help="calibration logs")
+    p.add_argument("--out", required=True, metavar="MODEL.int8.onnx")
+    p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="percentile")
+    p.add_argument("--frames", type=int, default=64, help="calibration frames (default 64)")
+    p.add_argument("--sweep", type=int, default=0, metavar="N", help="keep N most sensitive convs float")
+    p.add_argument("--keep-float", default=None, metavar="NODE,…", help="node names to keep in float")
+    p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default next to the first log)")
+    add_json(p)
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("build-engine", help="TensorRT engine from ONNX for a deployment profile")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument(
+        "--precision", choices=("fp32", "fp16", "int8"), default=None, help="default: the profile's"
+    )
+    p.add_argument("--profile", default="x86-gpu", help="deploy/profiles/NAME.yaml or a path")
+    p.add_argument("--out", required=True, metavar="X.engine")
+    p.add_argument("--plugins", default=None, metavar="LIB", help="TensorRT plugin library")
+    add_json(p)
+    p.set_defaults(func=cmd_build_engine)
+
+    p = sub.add_parser("compare", help="per-frame detection agreement and mAP of several models on a log")
+    p.add_argument("log", metavar="LOG")
+    p.add_argument("--models", required=True, metavar="A,B,…", help="model files; the first is the reference")
+    p.add_argument("--score-threshold", type=float, default=0.3)
+    p.add_argument("--match-m", type=float, default=0.5, help="match distance between models (m)")
+    p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default next to the log)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N")
+    add_json(p)
+    p.set_defaults(func=cmd_compare, human=_human_compare)

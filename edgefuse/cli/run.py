@@ -1,0 +1,127 @@
+"""``edgefuse replay``, ``run``, ``profile``: the real-time pipeline on a log or a live kit, and its
+per-stage timing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgefuse.cli.common import add_json
+from edgefuse.errors import InputError
+
+
+def _pipeline_config(args):
+    from edgefuse.frames import MS, PipelineConfig
+
+    return PipelineConfig(
+        deadline_ns=int(round(args.deadline_ms * MS)), score_threshold=args.score_threshold,
+        frame_queue=args.queue,
+    )  # fmt: skip
+
+
+def cmd_replay(args) -> dict:
+    from edgefuse.models import load_backend
+    from edgefuse.pipeline.replay import run_replay
+    from edgefuse.runtime.backends import inference_threads
+
+    rate = None if args.rate == "max" else float(args.rate)
+    if rate is not None and not rate > 0:
+        raise InputError(f"replay --rate: expected 'max' or a positive number, got {args.rate!r}")
+    backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads())
+    return run_replay(
+        args.log, backend, args.out or f"{args.log}.replay", rate=rate, deterministic=args.deterministic,
+        kit_path=args.kit, calib_path=args.calib, config=_pipeline_config(args), udp=args.udp,
+        console=args.console, log_inputs=args.log_inputs,
+        status=None if getattr(args, "json", False) else sys.stderr,
+    )  # fmt: skip
+
+
+def cmd_run(args) -> dict:
+    from edgefuse.models import load_backend
+    from edgefuse.pipeline.live import run_live
+    from edgefuse.runtime.backends import inference_threads
+
+    backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads())
+    return run_live(
+        args.kit, backend, args.out, calib_path=args.calib, duration_s=args.duration,
+        config=_pipeline_config(args), udp=args.udp, console=args.console,
+        status=None if getattr(args, "json", False) else sys.stderr,
+    )  # fmt: skip
+
+
+def _human_pipeline(r: dict) -> None:
+    from edgefuse.profiling import format_report
+
+    print(format_report(r))
+    print(f"  outputs: {', '.join(str(v) for v in r.get('outputs', {}).values())}")
+
+
+def cmd_profile(args) -> dict:
+    from edgefuse.engine.profile import profile_model
+
+    def split(text, conv=str):
+        return [conv(x.strip()) for x in text.split(",") if x.strip()]
+
+    return profile_model(
+        args.model, args.out, backends=split(args.backend) if args.backend else [None],
+        precisions=split(args.precision), threads=split(args.threads, int), frames=args.frames,
+        log_path=args.log, progress=not getattr(args, "json", False),
+    )  # fmt: skip
+
+
+def _human_profile(r: dict) -> None:
+    from edgefuse.engine.profile import format_profile
+
+    print(format_profile(r))
+
+
+def _pipeline_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", default=None, help=".pt/.onnx/.engine (default: the bundled INT8 model edge.int8.onnx)"
+    )
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
+                   help="default: from the model file")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="backend threads (default: CPU cores − 1, at least 1)",
+    )
+    p.add_argument("--calib", default=None, help="calibration YAML (default: the kit's / the log's)")
+    p.add_argument("--deadline-ms", type=float, default=100.0, help="per-frame deadline (default 100)")
+    p.add_argument("--queue", type=int, default=2, help="frames queued for inference (default 2)")
+    p.add_argument("--score-threshold", type=float, default=0.1, help="detection score cut (default 0.1)")
+    p.add_argument("--udp", default=None, metavar="HOST:PORT", help="send detections as JSON datagrams")
+    p.add_argument("--console", action="store_true", help="print one line per frame")
+    add_json(p)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add this group's commands to the top-level subparsers ``sub``."""
+    p = sub.add_parser("replay", help="a log through the real-time pipeline: detections, latency report")
+    p.add_argument("log", help="an MCAP log (e.g. edgefuse sim record)")
+    p.add_argument("--rate", default="1.0", help="replay rate × real time, or max (default 1.0)")
+    p.add_argument("--deterministic", action="store_true", help="every frame in stamp order, one thread")
+    p.add_argument("--kit", default=None, help="sensor-kit YAML (default: the simulator's)")
+    p.add_argument("--out", default=None, metavar="DIR", help="outputs (default LOG.replay/)")
+    p.add_argument("--log-inputs", action="store_true", help="also write the inputs to the output log")
+    _pipeline_common(p)
+    p.set_defaults(func=cmd_replay, human=_human_pipeline)
+
+    p = sub.add_parser("run", help="the real-time pipeline on a live sensor kit (Ctrl-C stops)")
+    p.add_argument("--kit", required=True, help="sensor-kit YAML, e.g. sensors/sim-default.yaml")
+    p.add_argument("--out", default="run-output", metavar="DIR", help="log + report (default run-output/)")
+    p.add_argument("--duration", type=float, default=None, metavar="SEC", help="stop after SEC seconds")
+    _pipeline_common(p)
+    p.set_defaults(func=cmd_run, human=_human_pipeline)
+
+    p = sub.add_parser("profile", help="per-stage latency of backends × precisions × threads, same frames")
+    p.add_argument("--model", required=True, help=".pt/.onnx/.engine model")
+    p.add_argument("--backend", default=None, help="comma-separated: torch,onnxruntime (default: the file's)")
+    p.add_argument("--precision", default="fp32", help="comma-separated fp32,int8 (int8 quantizes the .onnx)")
+    p.add_argument("--threads", default="2", help="comma-separated thread counts (default 2)")
+    p.add_argument("--frames", type=int, default=30, help="frames per combination (default 30)")
+    p.add_argument("--log", default=None, help="MCAP log (default: a short simulator log recorded in --out)")
+    p.add_argument("--out", default="profile-output", metavar="DIR", help="outputs (default profile-output/)")
+    add_json(p)
+    p.set_defaults(func=cmd_profile, human=_human_profile)
