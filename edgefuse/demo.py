@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgefuse.dataset import GT_TOLERANCE_NS
 from edgefuse.errors import InputError
-from edgefuse.eval.dataset import GT_TOLERANCE_NS
 from edgefuse.types import Detections, Message
 
 VIDEO_FPS = 10.0
@@ -62,7 +62,7 @@ def score_detection_log(detections_log: str | Path, truth_log: str | Path, spec)
     """nuScenes-style scores (:func:`edgefuse.eval.metrics.evaluate_detections`) of the detections a
     pipeline published (``detections_log``) against the ground-truth topic of the simulator log
     ``truth_log``, both inside the model's BEV grid (``spec``, a :class:`~edgefuse.tensors.TensorSpec`)."""
-    from edgefuse.eval.dataset import GROUND_TRUTH_ID
+    from edgefuse.dataset import GROUND_TRUTH_ID
     from edgefuse.eval.evaluate import in_grid
     from edgefuse.eval.metrics import evaluate_detections
     from edgefuse.logs import LogReader
@@ -85,7 +85,7 @@ def _frames_for_video(sim_log: Path, det_log: Path, calib, score_min: float):
     """Per published detection frame: (camera RGB nearest in stamp, LiDAR and radar points in base_link,
     radar doppler, detections ≥ ``score_min``, ground truth nearest in stamp)."""
     from edgefuse.calib.common import image_rgb
-    from edgefuse.eval.dataset import GROUND_TRUTH_ID
+    from edgefuse.dataset import GROUND_TRUTH_ID
     from edgefuse.logs import LogReader
     from edgefuse.pipeline.sinks import DETECTIONS_TOPIC
 

@@ -1,5 +1,5 @@
 """The frame assembler: sensor messages → synchronized frames, one pure core shared by the real-time
-pipeline (:mod:`edgefuse.pipeline`), the training/evaluation frames (:mod:`edgefuse.eval.dataset`) and
+pipeline (:mod:`edgefuse.pipeline`), the training/evaluation frames (:mod:`edgefuse.dataset`) and
 INT8 calibration.
 
 :class:`FrameCore` ``update(now_ns, [(msg, receive_ns), …]) -> [Frame]`` (no threads, no clock reading: time

@@ -17,7 +17,7 @@ from edgefuse.runtime.bundled import FILES
 from edgefuse.types import Detections, Message
 
 
-@pytest.mark.skipif(not FILES["int8"].is_file(), reason="no bundled model (python -m edgefuse.model.recipe)")
+@pytest.mark.skipif(not FILES["int8"].is_file(), reason="no bundled model (python -m edgefuse.recipe)")
 def test_demo_runs_the_pipeline_scores_and_draws(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--duration", "2.0", "--json"]) == 0

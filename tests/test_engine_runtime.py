@@ -12,9 +12,9 @@ from _specs import TINY_SPEC as SPEC
 from scipy.optimize import linear_sum_assignment
 
 from edgefuse.cli import main
+from edgefuse.dataset import CachedFrames, build_cache
 from edgefuse.engine.compare import match_detections
 from edgefuse.engine.quantize import head_outputs
-from edgefuse.eval.dataset import CachedFrames, build_cache
 from edgefuse.models import open_backend
 from edgefuse.sim.run import record
 from edgefuse.types import Box3D, Detection, Detections

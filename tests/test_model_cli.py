@@ -9,7 +9,7 @@ import torch
 from _specs import TINY_SPEC as SPEC
 
 from edgefuse.cli import main
-from edgefuse.eval.dataset import CachedFrames, build_cache
+from edgefuse.dataset import CachedFrames, build_cache
 from edgefuse.eval.evaluate import evaluate
 from edgefuse.model.checkpoint import load_model
 from edgefuse.sim.run import record
@@ -44,7 +44,7 @@ def test_cache_holds_every_frame_with_ground_truth(log, tmp_path):
     assert feed["lidar_counts"].max() > 0 and feed["lidar_valid"][0] == 1 and feed["camera_valid"][0] == 1
     assert len(gt.objects) > 0
     # the cached image round-trips the preprocessed one to within uint8 rounding
-    from edgefuse.eval.dataset import frames
+    from edgefuse.dataset import frames
     from edgefuse.logs import LogReader
     from edgefuse.sim.rig import sim_kit
     from edgefuse.tensors import TensorBuilder
@@ -64,7 +64,7 @@ def test_training_frames_are_the_runtime_frames_and_fit_the_truth(log):
     """Training frames come from the pipeline's FrameCore (same frames, same de-skewed points), and the
     de-skewed LiDAR points land on the ground-truth cars: the log also carries the simulator's exact
     ``ego_truth`` odometry (another frame), which must never enter the ego trajectory."""
-    from edgefuse.eval.dataset import frames
+    from edgefuse.dataset import frames
     from edgefuse.eval.evaluate import in_grid
     from edgefuse.frames import FrameCore, PipelineConfig
     from edgefuse.logs import LogReader

@@ -1,6 +1,6 @@
 """The recipe's acceptance tables: rows, the overall mean over scenarios, both scoring regions."""
 
-from edgefuse.model.recipe import EVAL_SCENARIOS, tables
+from edgefuse.recipe import EVAL_SCENARIOS, tables
 
 
 def _scored(maps, fov_maps, mave=1.5):

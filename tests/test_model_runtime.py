@@ -16,7 +16,7 @@ def test_runtime_modules_do_not_import_torch():
         "import edgefuse.runtime.feed, edgefuse.runtime.decode, edgefuse.runtime.manifest\n"
         "import edgefuse.runtime.backends, edgefuse.runtime.tensorrt, edgefuse.runtime.kernels\n"
         "import edgefuse.models\n"
-        "import edgefuse.eval.metrics, edgefuse.eval.dataset, edgefuse.eval.evaluate\n"
+        "import edgefuse.eval.metrics, edgefuse.dataset, edgefuse.eval.evaluate\n"
         "import edgefuse.cli; edgefuse.cli.build_parser()\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))[:3])\n"
     )

@@ -61,7 +61,7 @@ def compare(
 ) -> dict:
     from tqdm import tqdm
 
-    from edgefuse.eval.dataset import CachedFrames, build_cache
+    from edgefuse.dataset import CachedFrames, build_cache
     from edgefuse.eval.evaluate import in_grid
     from edgefuse.eval.metrics import evaluate_detections
     from edgefuse.models import open_backend

@@ -14,7 +14,7 @@ top-K.
 and ``quantize_int8(..., sweep=N)`` keeps the N worst in float.
 
 :func:`calibration_feeds` — frames from logs through the real preprocessing (the model's tensor spec,
-:mod:`edgefuse.tensors` via :mod:`edgefuse.eval.dataset`'s cache).
+:mod:`edgefuse.tensors` via :mod:`edgefuse.dataset`'s cache).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def calibration_feeds(
 ) -> list[dict[str, np.ndarray]]:
     """Up to ``max_frames`` batch-1 feeds from ``logs`` (evenly spaced over all their frames), built with
     the model's tensor spec through the dataset cache."""
-    from edgefuse.eval.dataset import CachedFrames, build_cache
+    from edgefuse.dataset import CachedFrames, build_cache
     from edgefuse.runtime.feed import INPUT_NAMES
     from edgefuse.tensors import TensorSpec
 

@@ -1,5 +1,5 @@
-"""Evaluation in numpy (no torch): nuScenes-style detection metrics (:mod:`~edgefuse.eval.metrics`), the
-cached logged frames with their ground truth (:mod:`~edgefuse.eval.dataset`) and the evaluation run over a
-model (:mod:`~edgefuse.eval.evaluate`). Used by ``edgefuse eval``, the demo, ``compare``, INT8 calibration
-and training, none of which needs :mod:`edgefuse.model` to score detections.
+"""Evaluation: nuScenes-style detection metrics in numpy (:mod:`~edgefuse.eval.metrics`, no torch) and the
+evaluation run of a model file over logs (:mod:`~edgefuse.eval.evaluate`, frames from
+:mod:`edgefuse.dataset`). Used by ``edgefuse eval``, the demo, ``compare`` and the recipe; the metrics need
+nothing of :mod:`edgefuse.model`.
 """

@@ -98,7 +98,7 @@ def evaluate(
     ``out_dir`` (default: next to the first log, ``<log>.eval/``)."""
     from tqdm import tqdm
 
-    from edgefuse.eval.dataset import CachedFrames, build_cache
+    from edgefuse.dataset import CachedFrames, build_cache
     from edgefuse.tensors import TensorSpec
 
     if not logs:

@@ -2,7 +2,7 @@
 
 A sample set is any object with ``__len__`` and ``get(i) -> (feed, target)``: ``feed`` the model inputs
 of one frame (:data:`~edgefuse.model.network.INPUT_NAMES`, no batch axis, numpy), ``target`` the arrays
-of :func:`~edgefuse.model.targets.build_targets`. :mod:`edgefuse.eval.dataset` builds them from logs.
+of :func:`~edgefuse.model.targets.build_targets`. :mod:`edgefuse.dataset` builds them from logs.
 
 Determinism: the weights are initialised from ``seed``; epoch ``e`` shuffles and drops modalities with
 ``numpy.random.default_rng((seed, e))``, so a resumed run (from ``last.pt``, written after every epoch)
@@ -227,8 +227,8 @@ def train_model(
     threads. Returns the fit summary plus the dataset size."""
     from dataclasses import replace
 
+    from edgefuse.dataset import CachedFrames, build_cache
     from edgefuse.errors import InputError
-    from edgefuse.eval.dataset import CachedFrames, build_cache
     from edgefuse.model.checkpoint import new_model
     from edgefuse.model.config import CONFIGS, edge_spec
     from edgefuse.runtime.manifest import files_hash

@@ -1,5 +1,5 @@
 """The bundled model: shipped in the package (``edgefuse/runtime/weights/``), trained by
-:mod:`edgefuse.model.recipe` (its ``bundle`` step writes all three files), the default of every command
+:mod:`edgefuse.recipe` (its ``bundle`` step writes all three files), the default of every command
 that takes ``--model``.
 
 - ``edge.pt`` — torch weights + manifest (``eval --backend torch``, ``export``, fine-tuning);
@@ -31,7 +31,7 @@ def bundled_model(kind: str, option: str = "--model") -> Path:
     if not path.is_file():
         raise InputError(
             f"{option}: not given and no bundled model at {path}; train one "
-            "(python -m edgefuse.model.recipe, or edgefuse train …) and pass --model DIR/model.pt"
+            "(python -m edgefuse.recipe, or edgefuse train …) and pass --model DIR/model.pt"
         )
     return path
 

@@ -1,4 +1,4 @@
-"""The training recipe of the bundled model and its ablations (``python -m edgefuse.model.recipe``).
+"""The training recipe of the bundled model and its ablations (``python -m edgefuse.recipe``).
 
 Steps (each skips what is already done, so the recipe resumes after an interruption):
 
@@ -17,7 +17,7 @@ Steps (each skips what is already done, so the recipe resumes after an interrupt
    the two ablation tables to ``WORK/ablation.md`` (paste into docs/model.md); the bundled fp32 and
    INT8 files are scored too, which is why ``bundle`` runs first.
 
-    python -m edgefuse.model.recipe --work runs/recipe [--steps record,train,ablate,bundle,eval] [--epochs N]
+    python -m edgefuse.recipe --work runs/recipe [--steps record,train,ablate,bundle,eval] [--epochs N]
 """
 
 from __future__ import annotations
