@@ -407,3 +407,19 @@ def test_reader_keeps_a_source_error_and_ends():
     assert len(reader.drain()) == 3
     assert "fake://x" in reader.error and "device on fire" in reader.error
     assert reader.stop() and src.closed.is_set()
+
+
+def test_old_import_path_still_opens_sources_with_a_deprecation_warning():
+    """``from edgefuse.adapters import open_source`` (before the dispatcher moved above the drivers)
+    still gives the dispatcher, and says where it moved."""
+    import edgefuse.adapters as adapters
+
+    with pytest.warns(DeprecationWarning, match=r"edgefuse\.sources\.open_source"):
+        old = adapters.open_source
+    assert old is open_source
+    with pytest.warns(DeprecationWarning, match=r"edgefuse\.sources\.SCHEMES"):
+        assert adapters.SCHEMES == SCHEMES
+    with pytest.raises(AttributeError, match="no_such_name"):
+        adapters.no_such_name  # noqa: B018 - the attribute access is the test
+    with pytest.raises(InputError, match="unknown scheme"):
+        old("nosuch://x")
