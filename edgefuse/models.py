@@ -36,8 +36,13 @@ def open_backend(model_path: str | Path, backend: str | None = None, threads: in
     if not path.is_file():
         raise BackendError(f"{path}: no such model file")
     if backend == "torch":
-        from edgefuse.model.backend import TorchBackend
-
+        try:
+            from edgefuse.model.backend import TorchBackend
+        except ImportError as e:  # a robot install has no torch: .pt files are for the workstation
+            raise BackendError(
+                f"{path}: the torch backend needs torch ({e}); install the workstation extra "
+                "(pip install 'edgefuse[train]') or export the model: edgefuse export --model MODEL.pt"
+            ) from None
         return TorchBackend(path, threads)
     if backend == "onnxruntime":
         return OnnxRuntimeBackend(path, threads)

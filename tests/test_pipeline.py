@@ -271,3 +271,30 @@ def test_udp_sink_rejects_bad_address():
         make_sinks("localhost", False)
     s = UdpSink("127.0.0.1", 9)
     s.close()
+
+
+def test_replay_runs_without_torch_and_a_pt_model_is_refused_by_name(sim_log, tmp_path):
+    """The robot side needs no torch: ``edgefuse replay`` with the bundled ONNX model in a process where
+    ``import torch`` fails publishes every frame; a ``.pt`` model there is refused with one line naming
+    the file and the way out."""
+    from edgefuse.runtime.bundled import FILES
+
+    if not FILES["int8"].is_file():
+        pytest.skip("no bundled model (python -m edgefuse.recipe)")
+    code = (
+        "import sys, json\n"
+        "sys.modules['torch'] = None  # import torch raises ImportError from here on\n"
+        "from edgefuse.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('TORCH', [m for m in sys.modules if m.startswith('torch.')])\n"
+        "sys.exit(rc)\n"
+    )
+    out = str(tmp_path / "r")
+    args = [sys.executable, "-c", code, "replay", str(sim_log), "--deterministic", "--out", out]
+    p = subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-2000:]
+    report = json.loads(p.stdout.splitlines()[0])
+    assert report["frames_published"] > 0 and "TORCH []" in p.stdout
+    p = subprocess.run([*args, "--model", str(FILES["pt"])], capture_output=True, text=True, timeout=240)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "edge.pt" in p.stderr and "needs torch" in p.stderr and "Traceback" not in p.stderr
