@@ -120,7 +120,9 @@ def _imports(path: Path, module: str, modules: dict[str, Path]) -> tuple[set[str
             if node.level:
                 pkg = package.split(".")
                 base = ".".join(pkg[: len(pkg) - node.level + 1] + ([base] if base else []))
-            names = [f"{base}.{a.name}" for a in node.names] + [base]
+            subs = [f"{base}.{a.name}" for a in node.names]
+            # ``from pkg import sub`` imports the submodule; ``from pkg import name`` the package itself
+            names = subs + ([base] if any(s not in modules for s in subs) else [])
         for n in names:
             if n == "torch" or n.startswith("torch."):
                 torch_top |= node in tree.body
@@ -131,13 +133,71 @@ def _imports(path: Path, module: str, modules: dict[str, Path]) -> tuple[set[str
     return found, torch_top
 
 
-def test_live_run_loop_reaches_no_folder_with_a_module_level_torch_import():
+def _graph() -> tuple[dict[str, Path], dict[str, set[str]], set[Path]]:
+    """(modules, module → the edgefuse modules it imports, folders with a module-level torch import)."""
     modules = _modules()
     graph, torch_folders = {}, set()
     for m, p in modules.items():
         graph[m], top = _imports(p, m, modules)
         if top:
             torch_folders.add(p.parent)
+    return modules, graph, torch_folders
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
+
+
+def test_no_two_modules_import_each_other_round_a_circle():
+    """Every module, package ``__init__`` modules included, every import (also inside functions)."""
+    _, graph, _ = _graph()
+    assert _circles(graph) == []
+    # the check can fail: one added import closes a circle
+    broken = {k: set(v) for k, v in graph.items()}
+    broken["edgefuse.types"].add("edgefuse.frames")
+    assert any({"edgefuse.frames", "edgefuse.types"} <= set(c) for c in _circles(broken))
+
+
+def test_live_run_loop_reaches_no_folder_with_a_module_level_torch_import():
+    modules, graph, torch_folders = _graph()
     assert PACKAGE / "model" in torch_folders  # the walk sees torch where it is (it can fail)
     seen, todo = set(), ["edgefuse.pipeline.loop", "edgefuse.pipeline.live"]
     while todo:

@@ -36,6 +36,7 @@ from mcap.records import Attachment, Channel, Metadata, Schema
 from edgefuse.errors import InputError
 from edgefuse.logs import ros2
 from edgefuse.logs.cdr import CdrError
+from edgefuse.logs.recorder import CALIBRATION_ATTACHMENT
 from edgefuse.rig import Calibration, RigFileError, load_calibration
 from edgefuse.types import Message
 
@@ -559,8 +560,6 @@ class LogReader:
 
     def calibration(self) -> Calibration | None:
         """The calibration recorded with the log (its ``calibration.yaml`` attachment), or None."""
-        from edgefuse.logs.recorder import CALIBRATION_ATTACHMENT
-
         found = [a for a in self.attachments() if a.name == CALIBRATION_ATTACHMENT]
         if not found:
             return None

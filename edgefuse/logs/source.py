@@ -58,7 +58,7 @@ class McapSource(Source):
         rate: float | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
     ):
-        from edgefuse.logs import LogReader
+        from edgefuse.logs.reader import LogReader
 
         self.uri, self.path, self.rate = uri, path, rate
         if not path.is_file():
@@ -81,7 +81,7 @@ class McapSource(Source):
         self._messages = 0
 
     def __iter__(self) -> Iterator[Message]:
-        from edgefuse.logs import replay
+        from edgefuse.logs.replay import replay
 
         pairs = self.reader.messages(topics=self.topics)
         for _topic, msg in replay(pairs, self.rate, clock=self._clock, sleep=self._stop.wait):
