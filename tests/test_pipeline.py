@@ -298,3 +298,18 @@ def test_replay_runs_without_torch_and_a_pt_model_is_refused_by_name(sim_log, tm
     p = subprocess.run([*args, "--model", str(FILES["pt"])], capture_output=True, text=True, timeout=240)
     assert p.returncode == 2, p.stderr[-2000:]
     assert "edge.pt" in p.stderr and "needs torch" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_names_that_moved_off_the_pipeline_still_resolve_with_a_warning():
+    """``from edgefuse.pipeline import load_backend, profile_model`` (docs before the robot/workstation split)
+    still gives the moved functions, and says where they are now."""
+    import edgefuse.pipeline as pipeline
+    from edgefuse.engine.profile import profile_model
+    from edgefuse.models import load_backend
+
+    with pytest.warns(DeprecationWarning, match=r"edgefuse\.models\.load_backend"):
+        assert pipeline.load_backend is load_backend
+    with pytest.warns(DeprecationWarning, match=r"edgefuse\.engine\.profile\.profile_model"):
+        assert pipeline.profile_model is profile_model
+    with pytest.raises(AttributeError, match="nope"):
+        pipeline.nope  # noqa: B018 - the attribute access is the test
