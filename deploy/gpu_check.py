@@ -483,7 +483,7 @@ def check_model(D, iters, ckpt: Path = BUNDLED_MODEL) -> dict:
     rng = np.random.default_rng(5)
     ncam, (Hi, Wi) = len(t["cameras"]), t["image_size"]
     P, N, F = t["max_pillars"], t["max_points_per_pillar"], len(t["lidar_features"])
-    R, M, G = t["radar_max_pillars"], t["radar_max_points_per_pillar"], len(t["radar_features"])
+    R, M, G = t["radar_max_pillars"], t["radar_max_points_per_pillar"], len(t["radar_features"]) + 2 * len(t.get("radar_optional_features", ()))
     lo, hi = (
         (t["x_range"][0], t["y_range"][0], t["z_range"][0]),
         (t["x_range"][1], t["y_range"][1], t["z_range"][1]),

@@ -42,6 +42,9 @@ FRAME_STEP = 2  # train on every 2nd frame: 1800 of the 3600 training frames per
 #: LiDAR, the strongest sensor, is dropped most often, so that camera + radar learn to stand alone (the
 #: sensor-failure case); the single-modality ablations never drop their one sensor.
 MODALITY_DROPOUT = {"camera": 0.15, "lidar": 0.4, "radar": 0.15}
+#: Each optional radar field (RCS, SNR) is masked in half the samples, so the model runs on radars that give
+#: only one of them (TI: SNR; Continental, nuScenes: RCS) or neither, without one standing in for the other.
+RADAR_FIELD_DROPOUT = 0.5
 ABLATIONS = {
     "camera": ("camera",),
     "lidar": ("lidar",),
@@ -102,6 +105,7 @@ def step_train(work: Path, name: str, modalities, epochs: int, threads: int = 2)
             seed=0,
             frame_step=FRAME_STEP,
             modality_dropout=MODALITY_DROPOUT,
+            radar_field_dropout=RADAR_FIELD_DROPOUT,
             threads=threads,
             cache_root=work / "cache",
             command=f"recipe train {name} --epochs {epochs}",

@@ -173,3 +173,30 @@ def open_source(uri: str, sensor_id: str | None = None, base_dir: Path | None = 
 
         return open_sim(uri)
     raise SourceUriError(f"{uri!r}: unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+
+
+def offered_fields(uri: str, kind: str) -> tuple[str, ...] | None:
+    """The point fields a ``kind`` (``lidar``/``radar``) source at ``uri`` gives, from its driver's
+    declared layout, without opening it; None where only the data can tell (files, logs) or for other
+    kinds. The model ↔ kit contract (:mod:`edgefuse.runtime.contract`) checks them at start-up."""
+    scheme = uri.partition("://")[0].lower()
+    if kind not in ("lidar", "radar"):
+        return None
+    if scheme in ("pcap", "velodyne"):
+        from edgefuse.adapters.velodyne.sweep import SWEEP_FIELDS
+
+        return SWEEP_FIELDS
+    if scheme in ("ti-mmwave", "ti-mmwave-file"):
+        from edgefuse.adapters.ti_mmwave.protocol import SCAN_FIELDS
+
+        return SCAN_FIELDS
+    if scheme == "nuscenes-radar":
+        from edgefuse.adapters.files import NUSCENES_RADAR_FIELDS
+
+        return NUSCENES_RADAR_FIELDS
+    if scheme == "sim":
+        from edgefuse.sim.lidar import CLOUD_FIELDS
+        from edgefuse.sim.radar import RADAR_FIELDS
+
+        return CLOUD_FIELDS if kind == "lidar" else RADAR_FIELDS
+    return None

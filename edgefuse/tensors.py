@@ -46,8 +46,12 @@ class TensorSpec:
     pillar grid); ``image_size`` (H, W) of each camera tensor; ``x_range``/``y_range``/``z_range`` (min,
     max) m of the BEV grid in base_link; ``pillar_size`` (dx, dy) m; ``max_pillars`` /
     ``max_points_per_pillar`` for LiDAR and ``radar_max_pillars`` / ``radar_max_points_per_pillar`` for
-    radar; ``lidar_features``/``radar_features``: per-point features (names of the cloud's fields; x y z
-    are base_link coordinates, always first); ``classes``; ``image_mean``/``image_std`` RGB on 0..1."""
+    radar; ``lidar_features``/``radar_features``: per-point features every sensor of the kind must give
+    (names of the cloud's fields; x y z are base_link coordinates, always first);
+    ``radar_optional_features``: radar fields used where the radar measures them (a power measure: RCS,
+    SNR — different quantities, never one standing in for the other), each fed as two channels, the value
+    and a 0/1 flag saying whether the point has it (:attr:`radar_channels`); ``classes``;
+    ``image_mean``/``image_std`` RGB on 0..1."""
 
     cameras: tuple[str, ...] = ("cam_front",)
     lidars: tuple[str, ...] = ("lidar_top",)
@@ -62,14 +66,16 @@ class TensorSpec:
     radar_max_pillars: int = 1024
     radar_max_points_per_pillar: int = 8
     lidar_features: tuple[str, ...] = ("x", "y", "z", "intensity")
-    radar_features: tuple[str, ...] = ("x", "y", "z", "doppler", "rcs")
+    radar_features: tuple[str, ...] = ("x", "y", "z", "doppler")
+    radar_optional_features: tuple[str, ...] = ()
     classes: tuple[str, ...] = CLASSES
     image_mean: tuple[float, float, float] = IMAGENET_MEAN
     image_std: tuple[float, float, float] = IMAGENET_STD
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
-        for name in ("cameras", "lidars", "radars", "lidar_features", "radar_features", "classes"):
+        for name in ("cameras", "lidars", "radars", "lidar_features", "radar_features",
+                     "radar_optional_features", "classes"):  # fmt: skip
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("image_size", "x_range", "y_range", "z_range", "pillar_size", "image_mean", "image_std"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -99,8 +105,21 @@ class TensorSpec:
         for name in ("lidar_features", "radar_features"):
             if getattr(self, name)[:3] != ("x", "y", "z"):
                 raise TensorSpecError(f"TensorSpec.{name}: expected x y z first, got {getattr(self, name)}")
+        both = set(self.radar_features) & set(self.radar_optional_features)
+        if both or len(set(self.radar_optional_features)) != len(self.radar_optional_features):
+            raise TensorSpecError(
+                "TensorSpec.radar_optional_features: expected distinct names not in radar_features, got "
+                f"{self.radar_optional_features} beside {self.radar_features}"
+            )
         if min(self.image_std) <= 0:
             raise TensorSpecError(f"TensorSpec.image_std: expected positive values, got {self.image_std}")
+
+    @property
+    def radar_channels(self) -> tuple[str, ...]:
+        """The radar pillar points' channels: the required features, then per optional feature its value
+        and ``<name>_valid`` (1 where the point has it, else 0 with the value 0)."""
+        opt = tuple(c for f in self.radar_optional_features for c in (f, f"{f}_valid"))
+        return self.radar_features + opt
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -352,7 +371,7 @@ def input_shapes(spec: TensorSpec) -> dict[str, tuple[tuple[int, ...], str]]:
     """Name → (shape, dtype) of every :class:`FusionInputs` array for ``spec`` (what an engine declares)."""
     C = len(spec.cameras)
     H, W = spec.image_size
-    F, G = len(spec.lidar_features), len(spec.radar_features)
+    F, G = len(spec.lidar_features), len(spec.radar_channels)
     P, N = spec.max_pillars, spec.max_points_per_pillar
     R, M = spec.radar_max_pillars, spec.radar_max_points_per_pillar
     return {
@@ -374,14 +393,24 @@ def input_shapes(spec: TensorSpec) -> dict[str, tuple[tuple[int, ...], str]]:
     }
 
 
-def _features(payload, features: tuple[str, ...], sensor: str) -> np.ndarray:
+def _features(payload, features: tuple[str, ...], sensor: str, optional: tuple[str, ...] = ()):
+    """(N, len(features) + 2·len(optional)) float32 array (a new one): the required fields, then per
+    optional field its value and a 0/1 "measured" flag (both 0 where the payload lacks the field)."""
     missing = [f for f in features[3:] if not payload.has(f)]
     if missing:
         raise TensorSpecError(
             f"{sensor}: fields {payload.fields}: missing feature {missing[0]!r} the tensor spec asks for"
         )
     cols = [payload.fields.index(f) for f in features]
-    return payload.data[:, cols]
+    if not optional:
+        return payload.data[:, cols]
+    out = np.zeros((payload.data.shape[0], len(features) + 2 * len(optional)), np.float32)
+    out[:, : len(features)] = payload.data[:, cols]
+    for i, f in enumerate(optional):
+        if payload.has(f):
+            out[:, len(features) + 2 * i] = payload.data[:, payload.fields.index(f)]
+            out[:, len(features) + 2 * i + 1] = 1.0
+    return out
 
 
 class TensorBuilder:
@@ -408,7 +437,7 @@ class TensorBuilder:
             self._K[i] = K
             self._P[i] = K @ T_cam_base
 
-    def _points(self, frameset: FrameSet, ids, features, kind, ego) -> tuple[np.ndarray, bool]:
+    def _points(self, frameset: FrameSet, ids, features, kind, ego, optional=()) -> tuple[np.ndarray, bool]:
         from edgefuse.motion import compensate_doppler, deskewed_xyz
 
         parts = []
@@ -424,14 +453,14 @@ class TensorBuilder:
             if ego is not None and kind == "radar" and p.has("doppler"):
                 v, w = ego.twist_at(m.stamp_ns)
                 p = compensate_doppler(p, T, v, w)
-            f = _features(p, features, s)  # a new array (fancy indexing)
+            f = _features(p, features, s, optional)  # a new array
             if ego is not None and kind == "lidar":
                 f[:, :3] = deskewed_xyz(p, m.stamp_ns, T, ego, reference_ns=frameset.stamp_ns, in_base=True)
             else:
                 f[:, :3] = T.apply(f[:, :3])
             parts.append(f)
         if not parts:
-            return np.zeros((0, len(features)), np.float32), False
+            return np.zeros((0, len(features) + 2 * len(optional)), np.float32), False
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)), True
 
     def build(self, frameset: FrameSet, ego=None) -> FusionInputs:
@@ -446,7 +475,9 @@ class TensorBuilder:
                 self.images(m.payload, self.calib.camera(s), out=images[i])
                 cam_valid[i] = 1
         lid_pts, lid_ok = self._points(frameset, spec.lidars, spec.lidar_features, "lidar", ego)
-        rad_pts, rad_ok = self._points(frameset, spec.radars, spec.radar_features, "radar", ego)
+        rad_pts, rad_ok = self._points(
+            frameset, spec.radars, spec.radar_features, "radar", ego, spec.radar_optional_features
+        )
         lp = self.lidar_vox(lid_pts)
         rp = self.radar_vox(rad_pts)
         return FusionInputs(

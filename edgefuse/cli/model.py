@@ -19,11 +19,12 @@ def cmd_train(args) -> dict:
         args.data, args.out, epochs=args.epochs, fusion=args.fusion,
         modalities=parse_modalities(args.modalities), config=args.config, seed=args.seed,
         batch_size=args.batch_size, lr=args.lr, cache_root=args.cache,
-        modality_dropout=dropout_rates(args.modality_dropout),
+        modality_dropout=dropout_rates(args.modality_dropout), radar_field_dropout=args.radar_field_dropout,
         command=(f"edgefuse train --data {' '.join(args.data)} --out {args.out} --epochs {args.epochs} "
                  f"--fusion {args.fusion} --modalities {args.modalities} --config {args.config} "
                  f"--seed {args.seed} --batch-size {args.batch_size} --lr {args.lr} "
-                 f"--modality-dropout {args.modality_dropout}"),
+                 f"--modality-dropout {args.modality_dropout} "
+                 f"--radar-field-dropout {args.radar_field_dropout}"),
         progress=not getattr(args, "json", False),
     )  # fmt: skip
 
@@ -37,6 +38,7 @@ def cmd_eval(args) -> dict:
         args.model or default_for_backend(args.backend), args.logs, backend=args.backend,
         modalities=parse_modalities(args.modalities), out_dir=args.out, cache_root=args.cache,
         max_frames=args.max_frames, progress=not getattr(args, "json", False),
+        without_radar_fields=tuple(f.strip() for f in args.without_radar_fields.split(",") if f.strip()),
     )  # fmt: skip
 
 
@@ -116,6 +118,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="P|NAME=P,…",
         help="per-sample drop rate: one for all, or per modality (camera=0.15,lidar=0.4,radar=0.15)",
     )
+    p.add_argument(
+        "--radar-field-dropout", type=float, default=0.0, metavar="P",
+        help="per-sample rate at which each optional radar field (RCS, SNR) is masked (default 0)",
+    )  # fmt: skip
     p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default DIR/cache)")
     add_json(p)
     p.set_defaults(func=cmd_train)
@@ -133,6 +139,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="PNGs (default LOG.eval/)")
     p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default next to the log)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N")
+    p.add_argument(
+        "--without-radar-fields", default="", metavar="F,…",
+        help="optional radar fields masked as on a radar without them (e.g. rcs: a TI radar)",
+    )  # fmt: skip
     add_json(p)
     p.set_defaults(func=cmd_eval, human=_human_eval)
 

@@ -25,7 +25,7 @@ import numpy as np
 from edgefuse.errors import InputError
 from edgefuse.eval.metrics import TP_THRESHOLD_M, evaluate_detections, match_class, pr_curve
 from edgefuse.runtime.decode import to_detections
-from edgefuse.runtime.feed import MIN_CAMERA_DEPTH_M, MODALITIES, apply_modalities
+from edgefuse.runtime.feed import MIN_CAMERA_DEPTH_M, MODALITIES, apply_modalities, mask_radar_fields
 from edgefuse.runtime.manifest import Manifest
 from edgefuse.types import Detections
 
@@ -93,6 +93,7 @@ def evaluate(
     worst: int = 3,
     max_frames: int | None = None,
     progress: bool = True,
+    without_radar_fields: Sequence[str] = (),
 ) -> dict:
     """Score ``model`` on ``logs`` (see module doc). Writes ``pr_curve.png`` and ``worst_<i>.png`` to
     ``out_dir`` (default: next to the first log, ``<log>.eval/``)."""
@@ -117,7 +118,7 @@ def evaluate(
     for i in tqdm(range(n), desc="eval", unit="frame", disable=not progress, leave=False):
         feed, gt = data.load(i)
         projection = feed["projection"]  # the view is the rig's, whichever sensors are switched off
-        feed = apply_modalities(feed, modalities)
+        feed = mask_radar_fields(apply_modalities(feed, modalities), spec, without_radar_fields)
         batch = {k: v[None] for k, v in feed.items()}
         t0 = time.perf_counter()
         boxes, scores, labels = infer(batch)
@@ -155,6 +156,7 @@ def evaluate(
         "model": str(model),
         "backend": backend,
         "modalities": list(modalities),
+        "without_radar_fields": list(without_radar_fields),
         "frames": n,
         **scores(result),
         "camera_fov": scores(fov),

@@ -78,7 +78,8 @@ class ModelConfig:
 def edge_spec():
     """The tensor spec of the default (edge) model: the front camera at 224×400, LiDAR and radar pillars
     of 0.32 m over ±40.96 m (a 256×256 grid), up to 6000 LiDAR pillars of 8 points (simulated urban
-    sweeps fill 2400–5400) and 256 radar pillars of 8 points."""
+    sweeps fill 2400–5400) and 256 radar pillars of 8 points. Radar points need position and doppler (what
+    every radar driver gives); RCS and SNR are optional inputs, each masked where the radar lacks it."""
     from edgefuse.tensors import TensorSpec
 
     return TensorSpec(
@@ -90,6 +91,8 @@ def edge_spec():
         max_points_per_pillar=8,
         radar_max_pillars=256,
         radar_max_points_per_pillar=8,
+        radar_features=("x", "y", "z", "doppler"),
+        radar_optional_features=("rcs", "snr"),
     )
 
 

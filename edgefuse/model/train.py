@@ -23,21 +23,25 @@ from edgefuse.model.checkpoint import read_checkpoint, save_model
 from edgefuse.model.losses import total_loss
 from edgefuse.model.network import INPUT_NAMES, FusionNet
 from edgefuse.model.targets import HeadGrid, build_targets
-from edgefuse.runtime.feed import MODALITIES, apply_modalities, stack
+from edgefuse.runtime.feed import MODALITIES, apply_modalities, mask_radar_fields, stack
 from edgefuse.runtime.manifest import Manifest
+from edgefuse.tensors import TensorSpec
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """``modality_dropout``: per sample, each present modality is dropped with its probability (one rate
     for all, or a rate per modality name — absent names are never dropped; never all of them);
-    ``max_grad_norm``: gradient clipping."""
+    ``radar_field_dropout``: per sample, each optional radar field (RCS, SNR: the tensor spec's
+    ``radar_optional_features``) is masked with this probability, so the model works on radars that lack
+    it; ``max_grad_norm``: gradient clipping."""
 
     epochs: int = 20
     batch_size: int = 4
     lr: float = 2e-3
     weight_decay: float = 1e-2
     modality_dropout: float | dict[str, float] = 0.15
+    radar_field_dropout: float = 0.0
     max_grad_norm: float = 10.0
     seed: int = 0
     threads: int = 2
@@ -143,6 +147,11 @@ def fit(
     present = tuple(m for m in MODALITIES if m in net.config.modalities)
     rates = dropout_rates(cfg.modality_dropout)
     dropping = any(rates.get(m, 0.0) > 0 for m in present)
+    p_field = cfg.radar_field_dropout
+    if not 0.0 <= p_field < 1.0:
+        raise ValueError(f"TrainConfig.radar_field_dropout: expected a probability in [0, 1), got {p_field}")
+    spec = TensorSpec.from_dict(manifest.tensor_spec, "manifest tensor_spec") if p_field > 0 else None
+    optional = spec.radar_optional_features if spec is not None else ()
     t0 = clock()
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
@@ -158,7 +167,12 @@ def fit(
             for i in idx:
                 feed, target = samples.get(int(i))
                 keep = drop_modalities(rng, rates, present) if dropping else present
-                feeds.append(apply_modalities(feed, keep))
+                feed = apply_modalities(feed, keep)
+                if optional:
+                    feed = mask_radar_fields(
+                        feed, spec, [f for f in optional if rng.random() < p_field]
+                    )
+                feeds.append(feed)
                 targets.append(target)
             x = _to_torch(stack(feeds))
             y = _to_torch(stack(targets))
@@ -212,6 +226,7 @@ def train_model(
     batch_size: int = 4,
     lr: float = 2e-3,
     modality_dropout: float | dict[str, float] = 0.15,
+    radar_field_dropout: float = 0.0,
     cache_root: str | Path | None = None,
     command: str = "",
     progress: bool = True,
@@ -263,7 +278,7 @@ def train_model(
     }
     tcfg = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, modality_dropout=modality_dropout,
-        threads=threads,
+        radar_field_dropout=radar_field_dropout, threads=threads,
     )  # fmt: skip
     r = fit(net, samples, out, manifest, tcfg, progress=progress)
     return {**r, "frames": len(samples), "fusion": fusion, "modalities": list(modalities), "config": config}

@@ -13,6 +13,18 @@ from edgefuse.pipeline.report import write_outputs
 from edgefuse.pipeline.signals import StopRequest, install_signals
 from edgefuse.pipeline.sinks import McapSink, make_sinks
 from edgefuse.pipeline.timebase import Timebase
+from edgefuse.runtime.contract import SensorOffer, check_contract, model_label
+
+
+def kit_offers(kit) -> dict[str, SensorOffer]:
+    """What each sensor of a kit gives, from its driver's declared fields
+    (:func:`edgefuse.sources.offered_fields`)."""
+    from edgefuse.sources import offered_fields
+
+    return {
+        s.id: SensorOffer(s.id, s.kind, offered_fields(s.source, s.kind), s.source.partition("://")[0])
+        for s in kit.sensors
+    }
 
 
 def run_live(
@@ -38,6 +50,7 @@ def run_live(
     if cpath is None:
         raise InputError(f"{kit_path}: calibration: the kit names none; pass --calib FILE")
     calib = load_calibration(cpath)
+    notes = check_contract(backend.manifest, kit_offers(kit), model_label(backend))
     base = kit.path.parent if kit.path is not None else Path(kit_path).parent
     sources = {}
     try:
@@ -64,6 +77,6 @@ def run_live(
                 src.close()
     finally:
         restore()
-    report.update({"kit": str(kit_path), "outputs": {"log": str(out / "run.mcap")}})
+    report.update({"kit": str(kit_path), "contract": notes, "outputs": {"log": str(out / "run.mcap")}})
     write_outputs(out, report, list(pipe.records))
     return report

@@ -14,6 +14,7 @@ from edgefuse.pipeline.report import write_outputs
 from edgefuse.pipeline.signals import StopRequest, install_signals
 from edgefuse.pipeline.sinks import McapSink, make_sinks
 from edgefuse.pipeline.timebase import Timebase
+from edgefuse.runtime.contract import SensorOffer, check_contract, model_label
 
 
 def kit_for_log(reader, kit_path: str | None):
@@ -33,6 +34,22 @@ def kit_for_log(reader, kit_path: str | None):
             f"simulator's {sorted(kit_ids)}; pass --kit KIT.yaml describing the logged rig"
         )
     return kit
+
+
+def log_offers(reader, kit) -> dict[str, SensorOffer]:
+    """What each sensor of ``kit`` gives in the log: the fields of its first LiDAR/radar message (None
+    when the log has no message of it: a sensor absent from the log is missing from every frame)."""
+    topics = reader.topics()
+    out = {}
+    for s in kit.sensors:
+        mine = sorted(t.topic for t in topics.values() if t.sensor_id == s.id and t.payload)
+        fields = None
+        if mine and s.kind in ("lidar", "radar"):
+            for _t, m in reader.messages(mine[:1]):
+                fields = tuple(m.payload.fields)
+                break
+        out[s.id] = SensorOffer(s.id, s.kind, fields, "log" if mine else "log, no messages")
+    return out
 
 
 def run_replay(
@@ -67,6 +84,7 @@ def run_replay(
     calib = load_calibration(calib_path) if calib_path else reader.calibration()
     if calib is None:
         raise InputError(f"{log_path}: no calibration attachment; pass --calib FILE")
+    notes = check_contract(backend.manifest, log_offers(reader, kit), model_label(backend))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sinks = make_sinks(udp, console)
@@ -95,7 +113,7 @@ def run_replay(
             log.close()  # idempotent: the run closed it already unless set-up failed
     finally:
         restore()
-    report.update({"log": str(log_path), "rate": rate if not deterministic else None,
+    report.update({"log": str(log_path), "rate": rate if not deterministic else None, "contract": notes,
                    "deterministic": deterministic,
                    "outputs": {"log": str(out / "detections.mcap")}})  # fmt: skip
     write_outputs(out, report, records)

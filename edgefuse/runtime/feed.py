@@ -49,7 +49,7 @@ def geometry_from_spec(spec):
         "cell_m": float(dx),
         "grid_hw": tuple(spec.grid_size),
         "lidar_features": len(spec.lidar_features),
-        "radar_features": len(spec.radar_features),
+        "radar_features": len(spec.radar_channels),
         "image_hw": tuple(int(v) for v in spec.image_size),
         "n_cameras": len(spec.cameras),
         "n_classes": len(spec.classes),
@@ -82,6 +82,25 @@ def apply_modalities(feed: dict[str, np.ndarray], keep: Sequence[str]) -> dict[s
             for name in MODALITY_INPUTS[m]:
                 out[name] = np.zeros_like(feed[name])
     return out
+
+
+def mask_radar_fields(feed: dict[str, np.ndarray], spec, fields: Sequence[str]) -> dict[str, np.ndarray]:
+    """A copy of one frame's (or batch's) inputs as if the radar had not measured the optional ``fields``
+    (names in ``spec.radar_optional_features``): their value and ``<name>_valid`` channels of
+    ``radar_pillars`` (…, M, G) zeroed — what a kit whose radar lacks the measure feeds."""
+    bad = [f for f in fields if f not in spec.radar_optional_features]
+    if bad:
+        raise ModelConfigError(
+            f"radar field {bad[0]!r}: expected one of the model's optional radar fields "
+            f"{list(spec.radar_optional_features)}"
+        )
+    if not fields:
+        return feed
+    channels = spec.radar_channels
+    idx = [channels.index(c) for f in fields for c in (f, f"{f}_valid")]
+    pts = feed["radar_pillars"].copy()
+    pts[..., idx] = 0.0
+    return {**feed, "radar_pillars": pts}
 
 
 def stack(items: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
