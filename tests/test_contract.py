@@ -139,3 +139,27 @@ def test_optional_radar_fields_are_value_plus_flag_and_masked_where_missing():
     assert masked[ch.index("snr")] == 12.0 and masked[ch.index("doppler")] == p[ch.index("doppler")]
     with pytest.raises(Exception, match="optional radar fields"):
         mask_radar_fields(feed, spec, ["doppler"])
+
+
+def test_replay_checks_the_log_it_reads(tmp_path):
+    """``replay`` takes each sensor's fields from the log's first message: the simulator's radar gives
+    RCS and SNR (both used), a field no radar of the log gives is refused before any frame."""
+    from edgefuse.logs import LogReader
+    from edgefuse.pipeline.replay import kit_for_log, log_offers, run_replay
+    from edgefuse.sim.run import record
+
+    log = tmp_path / "sim.mcap"
+    record(log, "default", 0, 1.0, progress=False)
+    reader = LogReader(log)
+    offers = log_offers(reader, kit_for_log(reader, None))
+    radar = offers["radar_front"].fields
+    assert radar is not None and {"rcs", "snr"} <= set(radar)
+    assert check_contract(_manifest(edge_spec()), offers, "edge.onnx") == []  # nothing masked, nothing unknown
+    power = TensorSpec(**{**edge_spec().to_dict(), "radar_features": ("x", "y", "z", "doppler", "power")})
+
+    class Backend:
+        name, path, manifest = "onnxruntime", "power.onnx", _manifest(power)
+
+    with pytest.raises(ContractError, match=r"power\.onnx: radar 'radar_front' must give 'power'; its driver \(log"):
+        run_replay(log, Backend(), tmp_path / "out", deterministic=True)
+    assert not (tmp_path / "out" / "detections.mcap").exists()
