@@ -6,9 +6,12 @@ INT8 calibration.
 comes in as arguments, so replay = live): maps stamps (:class:`~edgefuse.sync.clock.StampMapper`), keeps the
 odometry for the ego trajectory, synchronizes (:class:`~edgefuse.sync.synchronizer.Synchronizer`, reference
 policy) and keeps per-sensor health (count, rate, silence) — all in the *message clock* (the host clock live,
-the log's clock on replay). Each frame gets a :class:`~edgefuse.profiling.LatencyRecord` whose ``receive_ns``
-is the host receive time of the last input it used and whose ``reference_ns`` is the reference stamp moved
-onto the host clock.
+the log's clock on replay). A message whose receive stamp is implausibly far from that clock, or whose
+mapped stamp is implausibly far from its receive stamp (a sensor clock that jumped, a garbage stamp, an
+adapter on another clock), is rejected and counted by reason (``messages_rejected``), never mixed in.
+Each frame gets a :class:`~edgefuse.profiling.LatencyRecord` whose ``receive_ns`` is the host receive
+time of the last input it used and whose ``reference_ns`` is the reference stamp moved onto the host
+clock.
 :class:`PipelineConfig` holds the pipeline's bounds and
 deadlines (the core reads the synchronizer's wait, the deadline and the silence threshold from it).
 """
@@ -35,14 +38,23 @@ Clock = Callable[[], int]
 @dataclass(frozen=True)
 class PipelineConfig:
     """``deadline_ns``: a frame must start inference within this of its last input's receive time, else
-    it is skipped (``deadline``); ``latency_budget_ns``: how long the synchronizer waits for a late
-    sensor; ``frame_queue`` / ``out_queue``: bounds of the preprocess → inference and inference → sink
-    queues (drop oldest); ``reader_queue``: per-source reader bound; ``score_threshold``: detections
-    below it are left out; ``silence_ns``: a sensor with nothing for this long (message clock) is
-    ``silent``; ``status_period_ns``: status line period (host clock); ``max_records``: latency records
-    kept (the newest; the report's percentiles cover them, ``frames_total`` counts every frame)."""
+    it is skipped (``deadline``) — longer than ``latency_budget_ns``, so a frame that waited the whole
+    budget for a late sensor still has time to run; ``latency_budget_ns``: how long the synchronizer
+    waits for a late sensor; ``frame_queue`` / ``out_queue``: bounds of the preprocess → inference and
+    inference → sink queues (drop oldest); ``reader_queue``: per-source reader bound;
+    ``score_threshold``: detections below it are left out; ``silence_ns``: a sensor with nothing for this
+    long (message clock) is ``silent`` and the synchronizer stops waiting for it (it is used again when it
+    returns); ``status_period_ns``: status line period (host clock); ``max_records``: latency records
+    kept (the newest; the report's percentiles cover them, ``frames_total`` counts every frame);
+    ``max_clock_skew_ns``: a message whose receive stamp is farther than this from the message clock's
+    *now* is rejected (``recv_far_from_host_clock``: an adapter on another clock); ``max_stamp_offset_ns``:
+    a message whose mapped stamp is farther than this from its receive stamp is rejected
+    (``stamp_far_from_recv``: a sensor clock jump not yet confirmed by the clock estimator, a garbage
+    stamp); ``watchdog_deadlines``: an inference call running longer than this many deadlines is
+    reported as a hung backend (health, status line, report); ``backend_stop_ns``: a call hung this long
+    stops the run with an error (None: keep waiting for the backend)."""
 
-    deadline_ns: int = 100 * MS
+    deadline_ns: int = 200 * MS
     latency_budget_ns: int = 100 * MS
     frame_queue: int = 2
     out_queue: int = 8
@@ -51,6 +63,10 @@ class PipelineConfig:
     silence_ns: int = 1 * NS
     status_period_ns: int = 1 * NS
     max_records: int = 100_000
+    max_clock_skew_ns: int = 5 * NS
+    max_stamp_offset_ns: int = 500 * MS
+    watchdog_deadlines: float = 5.0
+    backend_stop_ns: int | None = 10 * NS
 
     def __post_init__(self) -> None:
         for name in (
@@ -60,9 +76,21 @@ class PipelineConfig:
             "out_queue",
             "reader_queue",
             "silence_ns",
+            "max_clock_skew_ns",
+            "max_stamp_offset_ns",
+            "watchdog_deadlines",
         ):
             if getattr(self, name) <= 0:
                 raise InputError(f"PipelineConfig.{name}: expected > 0, got {getattr(self, name)}")
+        if self.backend_stop_ns is not None and self.backend_stop_ns <= 0:
+            raise InputError(
+                f"PipelineConfig.backend_stop_ns: expected > 0 or None, got {self.backend_stop_ns}"
+            )
+
+    @property
+    def watchdog_ns(self) -> int:
+        """How long an inference call may run before the backend is reported hung."""
+        return int(self.watchdog_deadlines * self.deadline_ns)
 
 
 @dataclass
@@ -82,11 +110,15 @@ class Frame:
 
 @dataclass
 class SensorHealth:
-    """Per-sensor counters in the message clock."""
+    """Per-sensor counters in the message clock: messages, the last receive stamp, receive stamps in
+    the health window, silences it came back from (and the longest), rejected messages by reason."""
 
     messages: int = 0
     last_ns: int | None = None
     times: deque = field(default_factory=deque)
+    silences: int = 0
+    longest_silence_ns: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 class FrameCore:
@@ -99,7 +131,9 @@ class FrameCore:
 
         self.kit, self.config = kit, config
         self.mapper = StampMapper(kit, calibration)
-        self.spec = SyncSpec.from_kit(kit, latency_budget_ns=config.latency_budget_ns)
+        self.spec = SyncSpec.from_kit(
+            kit, latency_budget_ns=config.latency_budget_ns, silence_ns=config.silence_ns
+        )
         self.sync = Synchronizer(self.spec)
         self.kit_ids = {s.id for s in kit.sensors}
         self.health_window_ns = int(health_window_ns)
@@ -109,20 +143,42 @@ class FrameCore:
         self._recv: dict[tuple[str, int], tuple[int, int]] = {}  # (sensor, mapped stamp) → (host, msg recv)
         self._seq = 0
 
+    def _reject(self, sid: str, reason: str) -> None:
+        r = self.sensors[sid].rejected
+        r[reason] = r.get(reason, 0) + 1
+
+    def admit(self, now_ns: int, items: Iterable[tuple[Message, int]]) -> list[tuple[Message, int]]:
+        """The items whose receive stamp is within ``max_clock_skew_ns`` of ``now_ns`` (message clock);
+        the others are rejected (``recv_far_from_host_clock``, counted per sensor). Messages of sensors
+        outside the kit pass (``update`` counts them as ignored)."""
+        out = []
+        for msg, host_ns in items:
+            if msg.sensor_id in self.kit_ids and abs(msg.recv_ns - now_ns) > self.config.max_clock_skew_ns:
+                self._reject(msg.sensor_id, "recv_far_from_host_clock")
+                continue
+            out.append((msg, host_ns))
+        return out
+
     def update(self, now_ns: int, items: Iterable[tuple[Message, int]]) -> list[Frame]:
         mapped = []
-        for msg, host_ns in items:
+        for msg, host_ns in self.admit(now_ns, items):
             sid = msg.sensor_id
             if sid not in self.kit_ids:
                 self.ignored[sid] = self.ignored.get(sid, 0) + 1
                 continue
             h = self.sensors[sid]
             h.messages += 1
-            h.last_ns = msg.recv_ns
+            if h.last_ns is not None and msg.recv_ns - h.last_ns > self.config.silence_ns:
+                h.silences += 1  # it was silent and is back
+                h.longest_silence_ns = max(h.longest_silence_ns, msg.recv_ns - h.last_ns)
+            h.last_ns = msg.recv_ns if h.last_ns is None else max(h.last_ns, msg.recv_ns)
             h.times.append(msg.recv_ns)
             while h.times[0] <= msg.recv_ns - self.health_window_ns:
                 h.times.popleft()
             m = self.mapper.map(msg)
+            if abs(m.stamp_ns - msg.recv_ns) > self.config.max_stamp_offset_ns:
+                self._reject(sid, "stamp_far_from_recv")
+                continue
             if isinstance(m.payload, Odometry):
                 if not self._odom or m.stamp_ns > self._odom[-1].stamp_ns:
                     self._odom.append(m)
@@ -169,9 +225,15 @@ class FrameCore:
             del self._recv[k]
         return out
 
+    def rejected(self) -> dict[str, dict[str, int]]:
+        """Sensor id → reason → messages rejected (``admit``, stamp plausibility); none: left out."""
+        return {sid: dict(sorted(h.rejected.items())) for sid, h in self.sensors.items() if h.rejected}
+
     def health(self, now_ns: int) -> dict[str, dict]:
         """Sensor id → messages, rate_hz over the health window, last message (message clock), status
-        (``ok``, ``silent``: nothing for ``silence_ns``, ``never``: nothing yet), frames missing it."""
+        (``ok``, ``silent``: nothing for ``silence_ns``, ``never``: nothing yet), frames missing it,
+        ``silences`` it came back from and the longest (s), rejected messages by reason, and its clock
+        mapping (``jumps`` and ``wraps`` seen, ``drift_ppm``, ``offset_ms`` host − sensor clock)."""
         out = {}
         missing = self.sync.counters.frames_missing
         for sid, h in self.sensors.items():
@@ -189,5 +251,14 @@ class FrameCore:
                 "status": status,
                 "silent_for_s": None if h.last_ns is None else round(max(0, now_ns - h.last_ns) / NS, 3),
                 "frames_missing": int(missing.get(sid, 0)),
+                "silences": h.silences,
+                "longest_silence_s": round(h.longest_silence_ns / NS, 3),
+                "rejected": dict(sorted(h.rejected.items())),
+                "clock": self._clock(sid),
             }
         return out
+
+    def _clock(self, sid: str) -> dict:
+        st = self.mapper.estimators[sid].status()
+        return {"jumps": st.jumps, "wraps": st.wraps, "drift_ppm": round(st.drift_ppm, 2),
+                "offset_ms": round(st.offset_ns / MS, 3), "passthrough": st.passthrough}  # fmt: skip

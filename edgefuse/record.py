@@ -32,6 +32,7 @@ from typing import Any, TextIO
 
 from edgefuse.adapters.base import Source, SourceReader, decode_errors, drops
 from edgefuse.errors import InputError
+from edgefuse.logs.clock import CLOCK_METADATA, host_clock_metadata
 from edgefuse.rig import SensorSpec, load_calibration, load_kit
 from edgefuse.sources import open_source
 from edgefuse.types import Message
@@ -301,6 +302,7 @@ def record_kit(
         rec.write_calibration(calib, frames={s.id: s.frame for s in kit.sensors})
     sources_meta = {f"source.{s.id}": s.source for s in kit.sensors}
     rec.write_metadata("kit", {"name": kit.name, "file": str(kit_path), **sources_meta})
+    rec.write_metadata(CLOCK_METADATA, host_clock_metadata(host=clock))  # absolute time of the log times
     kr = KitRecorder(
         sources, {s.id: s for s in kit.sensors}, rec, failed, clock=clock, queue_size=queue_size
     )

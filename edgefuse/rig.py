@@ -26,6 +26,8 @@ from edgefuse.errors import InputError
 from edgefuse.geometry import CameraModel, Transform
 
 FORMAT_VERSION = 1
+#: Velodyne packets stamp µs past the top of the hour: their raw stamps wrap every hour.
+HOUR_NS = 3_600_000_000_000
 SENSOR_KINDS = ("camera", "lidar", "radar", "odometry", "imu", "gnss")
 # ROS camera_info distortion_model names ↔ our camera model names
 _ROS_MODELS = {"plumb_bob": "pinhole", "rational_polynomial": None, "equidistant": "fisheye"}
@@ -43,10 +45,21 @@ class RigFileError(InputError):
 # ---------------------------------------------------------------- data
 
 
+def default_clock_wrap_ns(source: str) -> int | None:
+    """The period after which a source's raw stamps wrap, from its URI: Velodyne packets
+    (``velodyne://``, ``pcap://``) stamp µs past the top of the hour (:data:`HOUR_NS`); None for the
+    others (their adapters give raw stamps that do not wrap)."""
+    return HOUR_NS if source.partition("://")[0].lower() in ("velodyne", "pcap") else None
+
+
 @dataclass(frozen=True)
 class SensorSpec:
     """One sensor of a kit. ``nominal_latency_ns``: transport latency the kit declares (subtracted when
-    mapping stamps, DESIGN §3); ``rate_hz``: the nominal message rate."""
+    mapping stamps, DESIGN §3); ``rate_hz``: the nominal message rate; ``clock``: what the raw stamp
+    is — ``host`` (the host monotonic clock: passed through), ``sensor`` (the sensor's own clock),
+    ``ptp`` / ``gps`` (PTP or GPS time; like ``sensor``, another time domain than the host clock, so
+    mapped online); ``clock_wrap_ns``: the raw stamp's wrap period (None: :meth:`raw_wrap_ns` takes
+    it from the source URI)."""
 
     id: str
     kind: str
@@ -54,7 +67,13 @@ class SensorSpec:
     rate_hz: float
     frame: str
     nominal_latency_ns: int = 0
-    clock: str = "sensor"  # "sensor": own clock, mapped online; "host"/"ptp"/"gps": passed through
+    clock: str = "sensor"
+    clock_wrap_ns: int | None = None
+
+    def raw_wrap_ns(self) -> int | None:
+        """The raw stamp's wrap period: ``clock_wrap_ns`` when the kit gives it, else
+        :func:`default_clock_wrap_ns` of the source (an hour for Velodyne), else None."""
+        return self.clock_wrap_ns if self.clock_wrap_ns is not None else default_clock_wrap_ns(self.source)
 
 
 @dataclass(frozen=True)
@@ -243,7 +262,8 @@ def load_kit(path: str | os.PathLike) -> SensorKit:
     for i, node in enumerate(items):
         key = f"sensors[{i}]"
         ctx.mapping(node, key)
-        ctx.no_unknown(node, key, ("id", "kind", "source", "rate_hz", "frame", "nominal_latency_ms", "clock"))
+        allowed = ("id", "kind", "source", "rate_hz", "frame", "nominal_latency_ms", "clock", "clock_wrap_s")
+        ctx.no_unknown(node, key, allowed)
         sid = ctx.get(node, key, "id", str)
         if any(s.id == sid for s in sensors):
             ctx.fail(f"{key}.id", f"duplicate sensor id {sid!r}")
@@ -264,6 +284,9 @@ def load_kit(path: str | os.PathLike) -> SensorKit:
         clock = ctx.get(node, key, "clock", str, "sensor")
         if clock not in ("sensor", "host", "ptp", "gps"):
             ctx.fail(f"{key}.clock", f"expected one of ['sensor', 'host', 'ptp', 'gps'], got {clock!r}")
+        wrap_s = ctx.get(node, key, "clock_wrap_s", float, None)
+        if wrap_s is not None and not wrap_s > 0:
+            ctx.fail(f"{key}.clock_wrap_s", f"expected a positive period in seconds, got {wrap_s}")
         sensors.append(
             SensorSpec(
                 id=sid,
@@ -273,6 +296,7 @@ def load_kit(path: str | os.PathLike) -> SensorKit:
                 frame=ctx.get(node, key, "frame", str, sid),
                 nominal_latency_ns=int(round(latency_ms * 1e6)),
                 clock=clock,
+                clock_wrap_ns=None if wrap_s is None else int(round(wrap_s * 1e9)),
             )
         )
     reference = ctx.get(doc, "", "reference", str, "")

@@ -37,13 +37,18 @@ SCHEMES: tuple[str, ...] = (
 )
 
 
+#: Velodyne counters that are neither decode errors nor dropped data (kept under their own names).
+_VELODYNE_COUNTERS = ("nonfinite_point", "duplicate_dual_return", "idle_timeout", "socket_errors", "rebinds",
+                      "kernel_stamp_unused")  # fmt: skip
+
+
 def _velodyne_stats(src: Any) -> dict[str, int]:
     s = src.stats
     out = {"packets": s.packets, "points": s.points}
     for reason, n in s.counts.items():
         if reason in ("queue_overflow",):
             out["dropped.packets_oldest"] = n
-        elif reason in ("nonfinite_point", "duplicate_dual_return", "idle_timeout"):
+        elif reason in _VELODYNE_COUNTERS:
             out[reason] = n
         elif reason.startswith("pcap_") and "truncated" not in reason:
             out[reason] = n  # other traffic in the capture (not UDP, other port): not sensor data

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fakes import FakeBackend
 
 from edgefuse.adapters.base import Source
 from edgefuse.frames import FrameCore, PipelineConfig
@@ -29,15 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def sim_log(tmp_path_factory) -> Path:
-    from edgefuse.sim.run import record
-
-    path = tmp_path_factory.mktemp("pipeline") / "sim.mcap"
-    record(path, "default", 0, 2.5, progress=False)
-    return path
-
-
-@pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory) -> Path:
     from edgefuse.engine.export import export_onnx
     from edgefuse.model.checkpoint import new_model, save_model
@@ -47,39 +39,6 @@ def onnx_model(tmp_path_factory) -> Path:
     net, manifest = new_model(edge_spec(), ModelConfig(), seed=0)
     save_model(d / "m.pt", net, manifest)
     return export_onnx(d / "m.pt", d / "m.onnx")
-
-
-class FakeBackend:
-    """The backend contract without a network: one box per frame at the mean of the first LiDAR pillar's
-    points (so outputs follow the inputs), after ``delay_s`` of sleep."""
-
-    name = "fake"
-
-    def __init__(self, delay_s: float = 0.0):
-        from edgefuse.model.config import ModelConfig, edge_spec
-        from edgefuse.runtime.feed import INPUT_NAMES, OUTPUT_NAMES, geometry_from_spec
-        from edgefuse.runtime.manifest import Manifest
-
-        spec = edge_spec()
-        self.manifest = Manifest(spec.to_dict(), geometry_from_spec(spec), ModelConfig().to_dict(),
-                                 list(spec.classes), list(INPUT_NAMES), list(OUTPUT_NAMES))  # fmt: skip
-        self.delay_s = delay_s
-        self.calls = 0
-
-    def infer(self, feed):
-        self.calls += 1
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        n = int(feed["lidar_counts"][0, 0])
-        xyz = feed["lidar_pillars"][0, 0, : max(n, 1), :3].mean(axis=0)
-        boxes = np.zeros((1, 2, 9), np.float32)
-        boxes[0, :, 0:3] = xyz
-        boxes[0, :, 3:6] = (4.0, 2.0, 1.5)
-        scores = np.array([[0.9, 0.05]], np.float32)
-        return {"boxes": boxes, "scores": scores, "labels": np.zeros((1, 2), np.int64)}
-
-    def close(self):
-        pass
 
 
 # ---------------------------------------------------------------- the pure core's stamps

@@ -192,6 +192,40 @@ def test_reference_policy_waits_for_late_messages_within_the_budget_only():
     assert sync.counters.messages_unmatched["cam"] == {"late": 1}
 
 
+def test_reference_policy_stops_waiting_for_a_silent_sensor_and_waits_again_when_it_returns():
+    """Message clock, exact: the camera never speaks and the radar stops at 1 s and returns at 3 s
+    (silence_ns 0.5 s). A frame waits the whole budget only for a sensor not yet silent; afterwards it
+    goes out as soon as the sensors that speak have decided it; the radar is waited for and matched
+    again once it is back."""
+    sync = Synchronizer(_spec(latency_budget_ns=100 * MS, silence_ns=500 * MS))
+    emitted: dict[int, int] = {}  # frame stamp → now at emission
+    frames = []
+    for k in range(50):  # 5 s of 10 ms steps of the message clock, lidar every 100 ms, radar every 50 ms
+        for now in range(k * 100 * MS, (k + 1) * 100 * MS, 10 * MS):
+            msgs = [_msg("lidar", now)] if now % (100 * MS) == 0 else []
+            if now % (50 * MS) == 20 * MS and not (1 * NS <= now < 3 * NS):
+                msgs.append(_msg("radar", now - 20 * MS, recv=now))  # 20 ms transport
+            for f in sync.update(now, msgs):
+                emitted[f.stamp_ns] = now
+                frames.append(f)
+    by = {f.stamp_ns // MS: f for f in frames}
+    wait = {t // MS: (emitted[t] - t) // MS for t in emitted}
+    assert len(frames) == 50
+    # 0–0.4 s: the camera is not silent yet: each frame waits the whole budget for it
+    assert [wait[t] for t in range(0, 500, 100)] == [100] * 5
+    # from 0.5 s it is silent: a frame goes out as soon as the radar decides it (stamp +0, received +20)
+    assert [wait[t] for t in range(500, 1000, 100)] == [20] * 5
+    # the radar stops (last stamp 0.93 s): waited for until it is silent (now > 1.43 s), then not at all
+    assert [wait[t] for t in range(1000, 1500, 100)] == [100, 100, 100, 100, 60]
+    assert [wait[t] for t in range(1500, 3100, 100)] == [0] * 16
+    # back at 3 s (first message received at 3.02 s): waited for and matched again
+    assert [wait[t] for t in range(3100, 5000, 100)] == [20] * 19
+    assert [t for t in by if "radar" in by[t].missing] == list(range(1000, 3100, 100))
+    assert all(by[t].messages["radar"].stamp_ns == t * MS for t in range(3100, 5000, 100))
+    assert sync.counters.budget_waits == {"cam": 5, "radar": 4}
+    assert sync.counters.frames_missing == {"cam": 50, "radar": 21}
+
+
 def test_reference_gaps_and_out_of_order_are_dropped_frames():
     sync = Synchronizer(_spec(sensors=("lidar",), tolerance_ns={}))
     for t in (0, 100, 200, 500, 450, 600):  # 300 and 400 never came; 450 is out of order

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgefuse.adapters.base import Backoff
 from edgefuse.adapters.ti_mmwave import (
     CfgError,
     RadarFrame,
@@ -22,7 +23,7 @@ from edgefuse.adapters.ti_mmwave import (
     open_ti_mmwave,
     parse_uri,
 )
-from edgefuse.adapters.ti_mmwave.source import SensorClock
+from edgefuse.adapters.ti_mmwave.source import SensorClock, TiMmwaveSerialSource
 from edgefuse.errors import InputError
 from edgefuse.types import Message, RadarScan
 
@@ -181,6 +182,14 @@ class FakeRadar:
         self._threads.append(t)
         return t
 
+    def unplug(self):
+        """The device vanishes (USB unplugged): masters first, so reads on the ports fail at once."""
+        for fd in (self.cli_master, self.data_master, self.cli_slave, self.data_slave):
+            _close(fd)
+        self.cli_master = self.data_master = self.cli_slave = self.data_slave = -1  # numbers get reused
+        for t in self._threads:
+            t.join(timeout=5)
+
     def close(self):
         # slaves first: the fake's reads on the masters then fail and its threads end
         for fd in (self.cli_slave, self.data_slave):
@@ -324,3 +333,58 @@ def test_refused_cfg_is_named_and_unopenable_port(radar):
         open_ti_mmwave(f"ti-mmwave://{radar.cli_port}?data={radar.data_port}&cfg={CFG_3X}")
     with pytest.raises(InputError, match="/dev/does-not-exist: cannot open the data port"):
         open_ti_mmwave(f"ti-mmwave://{radar.cli_port}?data=/dev/does-not-exist")
+
+
+class _CountingBackoff(Backoff):
+    """The adapters' own :class:`Backoff`, keeping the delays it gave."""
+
+    def __init__(self):
+        super().__init__(initial_s=0.05, factor=2.0, max_s=0.4)
+        self.delays: list[float] = []
+
+    def next_delay(self) -> float:
+        d = super().next_delay()
+        self.delays.append(d)
+        return d
+
+
+def test_a_usb_hiccup_reconnects_with_backoff_and_sends_the_cfg_again(tmp_path):
+    """The radar's two ports are reached by stable link names (as udev's /dev/serial/by-id/ links):
+    both pty pairs go away (the XDS110 drops off USB), the source keeps trying with growing delays while
+    nothing is there, the ports come back as new ptys behind the same links, and the source re-opens
+    them, sends the cfg again and decodes frames again — one source, no restart."""
+    radar = FakeRadar()
+    cli_link, data_link = tmp_path / "cli", tmp_path / "data"
+    cli_link.symlink_to(radar.cli_port)
+    data_link.symlink_to(radar.data_port)
+    backoff = _CountingBackoff()
+    src = TiMmwaveSerialSource(str(cli_link), str(data_link), cfg=load_cfg(CFG_3X), sensor_id="radar",
+                               backoff=backoff)  # fmt: skip
+    src.start()
+    n_cfg = len(load_cfg(CFG_3X).commands)
+    try:
+        radar.send(b"".join(encode_frame(np.ones((2, 4)), i, time_cpu_cycles=i * 10**7) for i in range(3)))
+        assert [m.seq for m in _read(src, 3)] == [0, 1, 2]
+        radar.unplug()  # both ports gone
+        cli_link.unlink()
+        data_link.unlink()
+        assert _wait_for(lambda: src.stats["open_failures"] >= 3)  # retrying while nothing is there
+        assert src.stats["outages"] == 1 and src.stats["reconnects"] == 0
+        back = FakeRadar()  # plugged in again: new ptys behind the same names
+        cli_link.symlink_to(back.cli_port)
+        data_link.symlink_to(back.data_port)
+        assert _wait_for(lambda: len(back.commands) >= n_cfg)  # the cfg went to the radar again
+        frames = [encode_frame(np.ones((3, 4)), 10 + i, time_cpu_cycles=i * 10**7) for i in range(3)]
+        back.send(b"".join(frames))
+        again = _read(src, 3)
+        assert [len(m.payload) for m in again] == [3, 3, 3] and [m.seq for m in again] == [3, 4, 5]
+        st = src.stats
+        assert st["outages"] == 1 and st["reconnects"] == 1 and st["serial_errors"] == 1
+        failures = backoff.delays[: st["open_failures"]]
+        assert failures[:3] == [0.05, 0.1, 0.2]  # exponential
+        assert src.last_error is not None and "reconnect failed" in src.last_error
+    finally:
+        src.close()
+        radar.close()
+    assert _wait_for(lambda: back.commands[-1] == "sensorStop")  # sent on close, on the new port
+    back.close()

@@ -88,7 +88,9 @@ def _pipeline_common(p: argparse.ArgumentParser) -> None:
         help="backend threads (default: CPU cores − 1, at least 1)",
     )
     p.add_argument("--calib", default=None, help="calibration YAML (default: the kit's / the log's)")
-    p.add_argument("--deadline-ms", type=float, default=100.0, help="per-frame deadline (default 100)")
+    p.add_argument("--deadline-ms", type=float, default=200.0,
+                   help="per-frame deadline from the last input's receive (default 200: longer than the "
+                        "synchronizer's 100 ms wait for a late sensor)")  # fmt: skip
     p.add_argument("--queue", type=int, default=2, help="frames queued for inference (default 2)")
     p.add_argument("--score-threshold", type=float, default=0.1, help="detection score cut (default 0.1)")
     p.add_argument("--udp", default=None, metavar="HOST:PORT", help="send detections as JSON datagrams")

@@ -8,6 +8,7 @@ from typing import TextIO
 
 from edgefuse.errors import InputError
 from edgefuse.frames import PipelineConfig
+from edgefuse.logs.clock import CLOCK_METADATA, host_clock_metadata
 from edgefuse.pipeline.loop import Pipeline
 from edgefuse.pipeline.report import write_outputs
 from edgefuse.pipeline.signals import StopRequest, install_signals
@@ -52,29 +53,26 @@ def run_live(
     calib = load_calibration(cpath)
     notes = check_contract(backend.manifest, kit_offers(kit), model_label(backend))
     base = kit.path.parent if kit.path is not None else Path(kit_path).parent
-    sources = {}
-    try:
-        for s in kit.sensors:
-            sources[s.id] = open_source(s.source, s.id, base)
-    except InputError:
-        for src in sources.values():
-            src.close()
-        raise
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     req = StopRequest()
     restore = install_signals(req)
     try:
         log = McapSink(out / "run.mcap", calib, kit, inputs=log_inputs)
+        pipe = None
         try:
-            pipe = Pipeline(sources, kit, calib, backend, config=config, timebase=Timebase("live"),
+            log.write_metadata(CLOCK_METADATA, host_clock_metadata())  # log times are the host clock
+            # warm up first, then open the sensors: a live sensor queues no stale data meanwhile
+            pipe = Pipeline({}, kit, calib, backend, config=config, timebase=Timebase("live"),
                             sinks=make_sinks(udp, console), log=log, status=status)  # fmt: skip
+            for s in kit.sensors:
+                pipe.add_source(s.id, open_source(s.source, s.id, base))
             req.attach(pipe.stop)
             report = pipe.run(duration_s)
         finally:
             log.close()
-            for src in sources.values():
-                src.close()
+            for r in pipe.readers.values() if pipe is not None else ():
+                r.source.close()  # also those opened before one failed to open
     finally:
         restore()
     report.update({"kit": str(kit_path), "contract": notes, "outputs": {"log": str(out / "run.mcap")}})

@@ -3,7 +3,10 @@ per source, a sync/preprocess thread, an inference thread and a sink thread, joi
 drop the oldest frame (counted as ``queue_overflow`` / ``sink_overflow``). Each frame has a deadline
 (``receive_ns + deadline_ns``): a frame that would start preprocessing or inference after it is skipped
 and counted (``deadline``), never queued behind fresher work. Health (per-sensor rates, silent sensors,
-reader drops, queue depths and high-water marks) goes into the report and on a status line.
+reader drops, queue depths and high-water marks) goes into the report and on a status line. A watchdog
+(the run loop) reports an inference call that runs past ``watchdog_deadlines`` deadlines as a hung
+backend (health ``backend``, status line, report ``watchdog``) and stops the run with that error once it
+has hung for ``backend_stop_ns``; frames keep being synchronized (and inputs logged) meanwhile.
 
 The loop is a shell around pure parts: :class:`~edgefuse.frames.FrameCore` (sync), the stages of
 :mod:`edgefuse.pipeline.stages`, the sinks; time comes from the injected ``clock`` and
@@ -77,6 +80,17 @@ class Pipeline:
         self._lock = threading.Lock()
         self.stopped = "end of input"
         self.t_start = self.t_end = 0
+        self.infer_calls = 0
+        self._infer_done: deque[int] = deque()  # host ns of the calls that returned in the last 2 s
+        self._infer_since: int | None = None  # host ns the running inference call started (watchdog)
+        self.watchdog = {"hangs": 0, "hung": False, "hung_for_s": 0.0, "longest_hang_s": 0.0, "error": None}
+
+    def add_source(self, name: str, source) -> None:
+        """Read one more opened source (before :meth:`run`): ``run_live`` opens the sensors after the
+        pipeline has warmed up, so a live sensor has no backlog of stale data when the run starts."""
+        from edgefuse.adapters.base import SourceReader
+
+        self.readers[name] = SourceReader(source, maxlen=self.config.reader_queue, wake=self.wake)
 
     # -- helpers
 
@@ -109,13 +123,14 @@ class Pipeline:
                     for msg in r.drain():
                         batch.append((msg, self.timebase.receive(msg, arrival)))
                 batch.sort(key=lambda x: x[0].recv_ns)
+                now = self.timebase.now(clock())
+                if now is None:
+                    continue
+                batch = core.admit(now, batch)  # a receive stamp off the host clock: counted, not logged
                 if self.log is not None and self.log.inputs:
                     for msg, _ in batch:
                         if self.inputs_q.put(msg) is not None:
                             self.dropped["log_input_overflow"] = self.dropped.get("log_input_overflow", 0) + 1
-                now = self.timebase.now(clock())
-                if now is None:
-                    continue
                 try:
                     frames = core.update(now, batch)
                 except Exception as e:  # noqa: BLE001 - bad input never ends the loop
@@ -161,6 +176,7 @@ class Pipeline:
                 if self.clock() > f.record.deadline_ns:
                     self._drop(f, "deadline")
                     continue
+                self._infer_since = self.clock()
                 try:
                     infer(f, self.backend, self.clock)
                     decode(f, self.classes, self.config.score_threshold, self.clock)
@@ -168,6 +184,10 @@ class Pipeline:
                     self._error("inference", e)
                     self._drop(f, "inference_error")
                     continue
+                finally:
+                    self._infer_since = None
+                    self.infer_calls += 1
+                    self._infer_done.append(self.clock())
                 old = self.out_q.put(f)
                 if old is not None:
                     self._drop(old, "sink_overflow")
@@ -209,13 +229,62 @@ class Pipeline:
 
     # -- run
 
+    def _watch(self, now: int) -> None:
+        """The backend watchdog (run loop): a call running past ``watchdog_ns`` is a hang (reported);
+        past ``backend_stop_ns`` the run stops with that error."""
+        since = self._infer_since
+        w = self.watchdog
+        hung_ns = 0 if since is None else now - since
+        if hung_ns > self.config.watchdog_ns:
+            if not w["hung"]:
+                w["hangs"] += 1
+            w["hung"] = True
+            w["hung_for_s"] = round(hung_ns / NS, 3)
+            w["longest_hang_s"] = max(w["longest_hang_s"], w["hung_for_s"])
+            stop = self.config.backend_stop_ns
+            if stop is not None and hung_ns > stop and w["error"] is None:
+                name = getattr(self.backend, "name", type(self.backend).__name__)
+                w["error"] = (f"backend {name}: an inference call has not returned for {hung_ns / NS:.1f} s "
+                              f"(watchdog: {self.config.watchdog_ns / MS:.0f} ms = "
+                              f"{self.config.watchdog_deadlines:g} deadlines; stops after "
+                              f"{stop / NS:g} s); stopping the run")  # fmt: skip
+                with self._lock:
+                    self.last_error = w["error"]
+                if self.status is not None:
+                    print(f"\nedgefuse: error: {w['error']}", file=self.status, flush=True)
+                self.stop("backend hung")
+        elif w["hung"]:
+            w["hung"], w["hung_for_s"] = False, 0.0
+
     def health(self) -> dict:
+        """Per sensor: :meth:`FrameCore.health` plus its reader's drops and error and its source's decode
+        errors, drops, outages and reconnects; and ``backend``: inference calls, status ``ok``/``hung``
+        (the watchdog)."""
+        from edgefuse.adapters.base import decode_errors, drops
+
         now = self.timebase.to_msg(self.clock())
         h = self.core.health(now)
         for name, r in self.readers.items():
             if name in h:
                 h[name]["reader_dropped"] = r.dropped_oldest
                 h[name]["error"] = r.error
+                try:
+                    st = r.source.stats()
+                except Exception as e:  # noqa: BLE001 - a broken source's counters must not end the run
+                    st = {}
+                    h[name]["error"] = h[name]["error"] or f"stats: {e}"
+                h[name]["decode_errors"] = decode_errors(st)
+                h[name]["source_dropped"] = drops(st)
+                for k in ("outages", "reconnects", "rebinds", "socket_errors"):
+                    if st.get(k):
+                        h[name][k] = st[k]
+        w = self.watchdog
+        t = self.clock()
+        while self._infer_done and self._infer_done[0] < t - 2 * NS:
+            self._infer_done.popleft()
+        h["backend"] = {"kind": "backend", "messages": self.infer_calls, "rate_hz": len(self._infer_done) / 2,
+                        "status": "hung" if w["hung"] else "ok", "hung_for_s": w["hung_for_s"],
+                        "hangs": w["hangs"]}  # fmt: skip
         return h
 
     def queues(self) -> dict:
@@ -229,12 +298,15 @@ class Pipeline:
             recs = list(self.records)[-50:]
         e2e = [r.e2e_ns for r in recs if r.publish_ns is not None]
         p = f"{np.percentile(e2e, 50) / MS:.0f}/{max(e2e) / MS:.0f}" if e2e else "-"
+        health = self.health()
+        backend = health.pop("backend")
         sensors = " ".join(f"{k}:{v['rate_hz']:.0f}Hz" + ("(SILENT)" if v["status"] != "ok" else "")
-                           for k, v in self.health().items())  # fmt: skip
+                           for k, v in health.items())  # fmt: skip
+        hung = f" | BACKEND HUNG {backend['hung_for_s']:.1f}s" if backend["status"] == "hung" else ""
         q = self.queues()
         fq, oq = q["frames"], q["out"]
         return (f"frames {self.frames_total} dropped {sum(self.dropped.values())} e2e p50/max {p} ms "
-                f"| {sensors} | q {fq['depth']}/{fq['bound']} {oq['depth']}/{oq['bound']}")  # fmt: skip
+                f"| {sensors} | q {fq['depth']}/{fq['bound']} {oq['depth']}/{oq['bound']}{hung}")  # fmt: skip
 
     def run(self, duration_s: float | None = None) -> dict:
         """Run until every source ends, :meth:`stop`, or ``duration_s`` of host time; returns the report
@@ -255,6 +327,7 @@ class Pipeline:
             while threads[0].is_alive():
                 threads[0].join(0.1)
                 now = self.clock()
+                self._watch(now)
                 if duration_s is not None and now - self.t_start >= duration_s * NS:
                     self.stop("duration")
                 if self.status is not None and now - last_status >= self.config.status_period_ns:
@@ -265,8 +338,14 @@ class Pipeline:
             self._stop.set()
             for r in self.readers.values():
                 r.stop()
-            for t in threads:
-                t.join()
+            threads[0].join()
+            while threads[1].is_alive():  # the queued frames finish, unless the backend hangs
+                threads[1].join(0.1)
+                since = self._infer_since
+                if since is not None and self.clock() - since > self.config.watchdog_ns:
+                    self.out_q.close()  # the sinks end with what was queued; the call is abandoned
+                    break
+            threads[2].join()
             self._flush_sinks()
             self.t_end = self.clock()
             if tty:
@@ -294,5 +373,6 @@ class Pipeline:
             "errors": dict(self.errors),
             "last_error": self.last_error,
             "reader_errors": {k: r.error for k, r in self.readers.items() if r.error},
+            "watchdog": {**self.watchdog, "watchdog_ms": self.config.watchdog_ns / MS},
             "backend": getattr(self.backend, "name", type(self.backend).__name__),
         })  # fmt: skip

@@ -8,6 +8,7 @@ from typing import TextIO
 
 from edgefuse.errors import InputError
 from edgefuse.frames import PipelineConfig
+from edgefuse.logs.clock import CLOCK_METADATA
 from edgefuse.pipeline.deterministic import run_deterministic
 from edgefuse.pipeline.loop import Pipeline
 from edgefuse.pipeline.report import write_outputs
@@ -93,6 +94,9 @@ def run_replay(
     try:
         log = McapSink(out / "detections.mcap", calib, kit, inputs=log_inputs)
         try:
+            clock_meta = reader.metadata().get(CLOCK_METADATA)
+            if clock_meta is not None:  # log times stay the source log's: so does its wall-clock offset
+                log.write_metadata(CLOCK_METADATA, clock_meta)
             if deterministic:
                 stop = threading.Event()
                 req.attach(lambda _n: stop.set())

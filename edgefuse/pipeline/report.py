@@ -19,7 +19,9 @@ def summary(core: FrameCore, records, dropped: dict, wall_ns: int, extra: dict) 
         frames_dropped[k] = frames_dropped.get(k, 0) + v
     messages_unmatched = c["messages_unmatched"]
     extra = {"frames_emitted": c["frames_emitted"], "frames_missing": c["frames_missing"],
-             "messages_ignored": dict(core.ignored), **extra}  # fmt: skip
+             "budget_waits": c["budget_waits"],
+             "messages_ignored": dict(core.ignored), "messages_rejected": core.rejected(),
+             **extra}  # fmt: skip
     return latency_report(records, wall_ns=wall_ns, frames_dropped=frames_dropped,
                           messages_unmatched=messages_unmatched, extra=extra, machine={})  # fmt: skip
 

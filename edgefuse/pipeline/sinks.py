@@ -120,6 +120,10 @@ class McapSink:
                                frame="base_link", seq=frame.seq))  # fmt: skip
         self.written += 1
 
+    def write_metadata(self, name: str, data: dict) -> None:
+        """An MCAP metadata record in the log (e.g. :data:`~edgefuse.logs.clock.CLOCK_METADATA`)."""
+        self.rec.write_metadata(name, data)
+
     def tick(self) -> None:
         self.rec.tick()
 

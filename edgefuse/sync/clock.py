@@ -26,12 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgefuse.errors import InputError
+from edgefuse.rig import HOUR_NS  # Velodyne stamps: µs past the top of the hour
 from edgefuse.types import Message
 
 NS = 1_000_000_000
 MS = 1_000_000
-#: Velodyne stamps: µs past the top of the hour.
-HOUR_NS = 3_600 * NS
+__all__ = ["HOUR_NS", "MS", "NS", "ClockEstimator", "ClockStatus", "StampMapper", "SyncInputError"]
 
 
 class SyncInputError(InputError):
@@ -383,9 +383,11 @@ class ClockEstimator:
 class StampMapper:
     """Maps every message of a kit onto the rig clock (DESIGN §3): ``stamp_ns = map(raw) − nominal
     latency + calibrated time offset``. One :class:`ClockEstimator` per sensor: sensors whose kit clock is
-    ``host``/``ptp``/``gps`` pass through; others are periodic at the kit's ``rate_hz``. ``wrap_ns``:
-    per-sensor wrap period (e.g. ``{"lidar_top": HOUR_NS}``); ``estimator``: keyword arguments for every
-    estimator. Messages of sensors not in the kit pass unchanged."""
+    ``host`` (raw = host monotonic time) pass through; the others (``sensor``, ``ptp``, ``gps``: another
+    time domain) are estimated, periodic at the kit's ``rate_hz``, unwrapped with the sensor's
+    :meth:`~edgefuse.rig.SensorSpec.raw_wrap_ns` (an hour for Velodyne sources). ``wrap_ns``: per-sensor
+    wrap periods that override the kit's (e.g. ``{"lidar_top": HOUR_NS}``); ``estimator``: keyword
+    arguments for every estimator. Messages of sensors not in the kit pass unchanged."""
 
     def __init__(self, kit, calibration=None, *, wrap_ns: dict[str, int] | None = None, **estimator):
         self.kit = kit
@@ -394,9 +396,9 @@ class StampMapper:
         self.latency: dict[str, int] = {}
         for s in kit.sensors:
             self.estimators[s.id] = ClockEstimator(
-                wrap_ns=(wrap_ns or {}).get(s.id),
+                wrap_ns=(wrap_ns or {}).get(s.id, s.raw_wrap_ns()),
                 period_ns=int(round(NS / s.rate_hz)),
-                passthrough=s.clock != "sensor",
+                passthrough=s.clock == "host",
                 **estimator,
             )
             self.latency[s.id] = s.nominal_latency_ns

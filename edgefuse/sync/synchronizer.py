@@ -7,7 +7,8 @@ replay is deterministic:
 
 - :class:`Synchronizer` — ``update(now_ns, messages) -> list[FrameSet]`` / ``flush(now_ns)`` with two
   policies: ``reference`` (each reference message is a frame; every other sensor contributes its nearest
-  message within a tolerance, waiting at most ``latency_budget_ns`` of ``now_ns``) and ``approximate``
+  message within a tolerance, waiting at most ``latency_budget_ns`` of ``now_ns``, and not at all for a
+  sensor that has been silent for ``silence_ns``) and ``approximate``
   (ROS message_filters ApproximateTime). Counters: ``frames_dropped`` (a frame that was due and not
   emitted, by reason) and ``messages_unmatched`` (a message no frame used, by sensor and reason) are never
   mixed.
@@ -35,8 +36,10 @@ class SyncSpec:
     ``tolerance_ns``: per sensor, the largest |stamp − reference stamp| a match may have (reference
     policy); ``latency_budget_ns``: how long after a reference stamp (by ``now_ns``) a frame waits for late
     messages; ``reference_period_ns``: the reference's nominal period (counts frames that never came);
-    ``silence_ns``: approximate policy — a sensor with no message stamped in the last ``silence_ns`` is
-    left out of the match (its frames mark it missing) until it speaks again; ``queue_size``,
+    ``silence_ns``: a sensor with no message stamped in the last ``silence_ns`` (by ``now_ns``; since
+    the first update for a sensor never heard) is *silent*: the reference policy stops waiting for it,
+    the approximate policy leaves it out of the match; its frames mark it missing until it speaks
+    again; ``queue_size``,
     ``age_penalty``, ``max_interval_ns`` (None = unbounded): as ROS ApproximateTime."""
 
     sensors: tuple[str, ...]
@@ -100,13 +103,15 @@ class SyncSpec:
 class SyncCounters:
     """``frames_emitted``; ``frames_dropped``: reason → count (a frame that was due and not emitted);
     ``messages_unmatched``: sensor → reason → count (a message no frame used); ``frames_missing``:
-    sensor → frames emitted without it; ``last_seen_ns``: sensor → last message stamp;
-    ``last_frame_ns``: the stamp of the last frame emitted."""
+    sensor → frames emitted without it; ``budget_waits``: sensor → frames that waited the whole latency
+    budget for it (reference policy: it was neither decided nor silent); ``last_seen_ns``: sensor → last
+    message stamp; ``last_frame_ns``: the stamp of the last frame emitted."""
 
     frames_emitted: int = 0
     frames_dropped: dict[str, int] = field(default_factory=dict)
     messages_unmatched: dict[str, dict[str, int]] = field(default_factory=dict)
     frames_missing: dict[str, int] = field(default_factory=dict)
+    budget_waits: dict[str, int] = field(default_factory=dict)
     last_seen_ns: dict[str, int] = field(default_factory=dict)
     last_frame_ns: int | None = None
 
@@ -133,6 +138,7 @@ class SyncCounters:
                 k: dict(sorted(v.items())) for k, v in sorted(self.messages_unmatched.items())
             },
             "frames_missing": dict(sorted(self.frames_missing.items())),
+            "budget_waits": dict(sorted(self.budget_waits.items())),
         }
 
 
@@ -203,6 +209,8 @@ class _ReferenceCore:
         self.pending: deque[Message] = deque()
         self.last_ref: int | None = None
         self.last_emitted: int | None = None
+        self.last_seen: dict[str, int] = {}
+        self.start: int | None = None
 
     def add(self, m: Message) -> None:
         spec = self.spec
@@ -214,6 +222,7 @@ class _ReferenceCore:
             self.pending.append(m)
             return
         tol = spec.tolerance_ns[m.sensor_id]
+        self.last_seen[m.sensor_id] = m.stamp_ns
         if self.last_emitted is not None and m.stamp_ns < self.last_emitted - tol:
             self.c.unmatched(m.sensor_id, "late")
             return
@@ -223,14 +232,22 @@ class _ReferenceCore:
         b = self.buf[s]
         return bool(b) and b[-1].stamp_ns >= t
 
+    def silent(self, now: int) -> set[str]:
+        """The sensors with nothing stamped in the last ``silence_ns`` (never heard: since the start)."""
+        if self.start is None:
+            self.start = now
+        return {s for s in self.others if now - self.last_seen.get(s, self.start) > self.spec.silence_ns}
+
     def poll(self, now: int) -> list[FrameSet]:
         out = []
+        silent = self.silent(now)
         while self.pending:
             r = self.pending[0]
-            if now < r.stamp_ns + self.spec.latency_budget_ns and not all(
-                self._decided(s, r.stamp_ns) for s in self.others
-            ):
+            waiting = [s for s in self.others if s not in silent and not self._decided(s, r.stamp_ns)]
+            if waiting and now < r.stamp_ns + self.spec.latency_budget_ns:
                 break
+            for s in waiting:
+                self.c.budget_waits[s] = self.c.budget_waits.get(s, 0) + 1
             self.pending.popleft()
             out.append(self._make(r))
         return out

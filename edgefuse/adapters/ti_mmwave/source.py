@@ -9,7 +9,10 @@ URIs (query values are URL-decoded)::
 The path of ``ti-mmwave://`` is the config (CLI) port; ``data`` the data port. With ``cfg`` the file's
 commands are sent to the CLI port (each must answer ``Done``) after the data port is open, and
 ``sensorStop`` is sent on close. ``queue``: messages kept for the consumer (oldest dropped, counted);
-``timeout``: seconds without a frame after which iteration raises :class:`InputError`.
+``timeout``: seconds without a frame after which iteration raises :class:`InputError` (default: none —
+iterate until ``close()``). A data port that fails (a USB hiccup: the XDS110's two ports vanish and come
+back) is closed and re-opened with exponential backoff, the cfg sent again, as the camera and NMEA
+sources do: counted in ``outages``, ``reconnects`` and ``open_failures``, logged once per outage.
 
 Time: ``raw_stamp_ns`` is the sensor clock, ``timeCpuCycles`` unwrapped across uint32 wrap-arounds
 (every 21.5 s at 200 MHz, 7.2 s at 600 MHz; see :class:`SensorClock`) and divided by the CPU clock
@@ -21,6 +24,7 @@ clock. Files have no host time: ``stamp_ns`` = ``recv_ns`` = ``raw_stamp_ns``.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import threading
 import time
@@ -29,10 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from edgefuse.adapters.base import Backoff
 from edgefuse.adapters.ti_mmwave.cfg import ChirpConfig, load_cfg, send_cfg
 from edgefuse.adapters.ti_mmwave.protocol import PLATFORM_XWR14XX, FrameDecoder, RadarFrame
 from edgefuse.errors import InputError
 from edgefuse.types import Message
+
+log = logging.getLogger("edgefuse.adapters.ti_mmwave")
 
 SCHEME_LIVE = "ti-mmwave"
 SCHEME_FILE = "ti-mmwave-file"
@@ -121,7 +128,7 @@ class TiMmwaveUri:
     cli_baud: int = 115200
     cpu_hz: int | None = None
     queue: int = 64
-    timeout_s: float = 5.0
+    timeout_s: float | None = None
 
 
 _PARAMS = {
@@ -171,7 +178,7 @@ def parse_uri(uri: str) -> TiMmwaveUri:
         cli_baud=num("cli_baud", int, 115200, 1),
         cpu_hz=num("cpu_hz", int, None, 1),
         queue=num("queue", int, 64, 1),
-        timeout_s=num("timeout", float, 5.0, 0.001),
+        timeout_s=num("timeout", float, None, 0.001),
     )
 
 
@@ -251,8 +258,11 @@ class TiMmwaveSerialSource:
     """A live radar: a reader thread decodes the data port into a bounded queue of Messages.
 
     ``read(timeout_s)`` returns the oldest queued Message or None; iterating yields Messages until
-    :meth:`close`, and raises :class:`InputError` when the data port fails or no frame comes for
-    ``timeout_s``. ``clock_ns`` is the host monotonic clock (injectable for tests)."""
+    :meth:`close` (with ``timeout_s``: raises :class:`InputError` naming the data port when no frame
+    comes for that long). A port that fails is closed and re-opened with ``backoff`` (the cfg sent again
+    when there is one); the outage is counted (``outages``; ``reconnects`` once bytes arrive again,
+    ``open_failures`` per failed attempt) and logged once, and ``last_error`` says why. ``clock_ns`` is
+    the host monotonic clock (injectable for tests)."""
 
     def __init__(
         self,
@@ -264,9 +274,10 @@ class TiMmwaveSerialSource:
         cli_baud: int = 115200,
         cpu_hz: int | None = None,
         queue_size: int = 64,
-        timeout_s: float = 5.0,
+        timeout_s: float | None = None,
         cfg_timeout_s: float = 2.0,
         clock_ns: Callable[[], int] = time.monotonic_ns,
+        backoff: Backoff | None = None,
     ):
         self.cli_port, self.data_port, self.cfg = cli_port, data_port, cfg
         self.baud, self.cli_baud = baud, cli_baud
@@ -274,13 +285,16 @@ class TiMmwaveSerialSource:
         self.decoder = FrameDecoder(cfg=cfg, source=data_port)
         self._convert = FrameToMessage(sensor_id, SensorClock(cpu_hz))
         self._clock_ns = clock_ns
+        self._backoff = backoff if backoff is not None else Backoff(initial_s=0.1, max_s=5.0)
         self._queue: collections.deque[Message] = collections.deque()
         self._queue_size = queue_size
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._error: str | None = None
-        self._own_stats = {"dropped_oldest": 0, "serial_errors": 0}
+        self.last_error: str | None = None
+        self._in_outage = False
+        self._own_stats = {"dropped_oldest": 0, "serial_errors": 0, "outages": 0, "reconnects": 0,
+                           "open_failures": 0}  # fmt: skip
         self._data = None
         self._cli = None
 
@@ -289,21 +303,32 @@ class TiMmwaveSerialSource:
         with self._cond:
             return {**self.decoder.stats, **self._convert.stats, **self._own_stats}
 
+    def _open_data(self):
+        import serial
+
+        return serial.Serial(self.data_port, self.baud, timeout=0.05)
+
+    def _configure(self) -> None:
+        """Open the CLI port and send the cfg (raises what ``send_cfg`` and pyserial raise)."""
+        import serial
+
+        self._cli = serial.Serial(self.cli_port, self.cli_baud, timeout=0.05)
+        self._cli.reset_input_buffer()
+        send_cfg(self._cli, self.cfg, self.cli_port, self.cfg_timeout_s)
+
     def start(self) -> None:
         """Open the data port, start the reader, then send the cfg (if any) to the CLI port."""
         import serial
 
         try:
-            self._data = serial.Serial(self.data_port, self.baud, timeout=0.05)
+            self._data = self._open_data()
         except (serial.SerialException, OSError) as e:
             raise InputError(f"{self.data_port}: cannot open the data port: {e}") from None
         self._thread = threading.Thread(target=self._run, name=f"ti-mmwave {self.data_port}", daemon=True)
         self._thread.start()
         if self.cfg is not None:
             try:
-                self._cli = serial.Serial(self.cli_port, self.cli_baud, timeout=0.05)
-                self._cli.reset_input_buffer()
-                send_cfg(self._cli, self.cfg, self.cli_port, self.cfg_timeout_s)
+                self._configure()
             except (serial.SerialException, OSError) as e:
                 self.close()
                 raise InputError(f"{self.cli_port}: cannot use the config port: {e}") from None
@@ -311,22 +336,63 @@ class TiMmwaveSerialSource:
                 self.close()
                 raise
 
+    def _close_ports(self) -> None:
+        for port in (self._data, self._cli):
+            if port is not None:
+                try:
+                    port.close()
+                except Exception as e:  # noqa: BLE001 - the device is gone either way
+                    log.debug("%s: close failed: %s", self.data_port, e)
+        self._data = self._cli = None
+
+    def _lost(self, why: str) -> None:
+        """The link failed: close both ports (the reader re-opens them after a backoff delay)."""
+        with self._cond:
+            self.last_error = why
+            if not self._in_outage:
+                self._in_outage = True
+                self._own_stats["outages"] += 1
+                log.warning("%s: radar link lost (%s); reconnecting with backoff", self.data_port, why)
+        self._close_ports()
+
+    def _reopen(self) -> bool:
+        """One reconnect attempt: the data port, then the cfg. False (counted) when it failed."""
+        try:
+            self._data = self._open_data()
+            if self.cfg is not None:
+                self._configure()
+            return True
+        except Exception as e:  # noqa: BLE001 - serial.SerialException, OSError, a refused cfg: retry later
+            with self._cond:
+                self._own_stats["open_failures"] += 1
+                self.last_error = f"reconnect failed: {e}"
+            self._close_ports()
+            return False
+
     def _run(self) -> None:
-        data = self._data
         while not self._stop.is_set():
+            if self._data is None:
+                if self._stop.wait(self._backoff.next_delay()) or not self._reopen():
+                    continue
+            data = self._data
             try:
                 chunk = data.read(max(1, data.in_waiting))
             except Exception as e:  # serial.SerialException, OSError, TypeError on a closed port
-                if not self._stop.is_set():
-                    with self._cond:
-                        self._own_stats["serial_errors"] += 1
-                        self._error = f"{self.data_port}: data port read failed: {e}"
-                        self._cond.notify_all()
-                return
+                if self._stop.is_set():
+                    return
+                with self._cond:
+                    self._own_stats["serial_errors"] += 1
+                self._lost(f"data port read failed: {e}")
+                continue
             if not chunk:
                 continue
             recv = self._clock_ns()
             with self._cond:
+                if self._in_outage:  # back only once bytes came (a port that opens but stays dead is not)
+                    self._in_outage = False
+                    self._own_stats["reconnects"] += 1
+                    log.warning("%s: radar link back", self.data_port)
+                self._backoff.reset()
                 for frame in self.decoder.feed(chunk):
                     if len(self._queue) >= self._queue_size:
                         self._queue.popleft()
@@ -335,25 +401,25 @@ class TiMmwaveSerialSource:
                     self._cond.notify_all()
 
     def read(self, timeout_s: float | None = None) -> Message | None:
-        """The oldest queued Message, waiting up to ``timeout_s`` (None: the source's timeout); None
-        if none came. Raises :class:`InputError` if the data port failed and the queue is empty."""
-        wait = self.timeout_s if timeout_s is None else timeout_s
+        """The oldest queued Message, waiting up to ``timeout_s`` (None: the source's timeout, or 1 s);
+        None if none came."""
+        wait = timeout_s if timeout_s is not None else (self.timeout_s or 1.0)
         with self._cond:
-            self._cond.wait_for(lambda: self._queue or self._error or self._stop.is_set(), wait)
-            if self._queue:
-                return self._queue.popleft()
-            if self._error:
-                raise InputError(self._error)
-            return None
+            self._cond.wait_for(lambda: self._queue or self._stop.is_set(), wait)
+            return self._queue.popleft() if self._queue else None
 
     def __iter__(self) -> Iterator[Message]:
+        last = time.monotonic()
         while not self._stop.is_set():
-            msg = self.read(self.timeout_s)
-            if msg is None:
-                if self._stop.is_set():
-                    return
-                raise InputError(f"{self.data_port}: no frame within {self.timeout_s:g} s")
-            yield msg
+            msg = self.read(0.25 if self.timeout_s is None else min(0.25, self.timeout_s))
+            if msg is not None:
+                last = time.monotonic()
+                yield msg
+            elif self._stop.is_set():
+                return
+            elif self.timeout_s is not None and time.monotonic() - last >= self.timeout_s:
+                why = f" ({self.last_error}; reconnecting)" if self._in_outage else ""
+                raise InputError(f"{self.data_port}: no frame within {self.timeout_s:g} s{why}")
 
     def close(self) -> None:
         """Stop the reader, send ``sensorStop`` if we configured the radar, close both ports."""
@@ -368,11 +434,7 @@ class TiMmwaveSerialSource:
                 self._cli.flush()
             except Exception:
                 pass  # best effort: the port may be gone
-            self._cli.close()
-            self._cli = None
-        if self._data is not None:
-            self._data.close()
-            self._data = None
+        self._close_ports()
 
     def __enter__(self):
         return self

@@ -12,6 +12,11 @@ drops the oldest; ``rcvbuf``: requested SO_RCVBUF bytes; ``timeout``: seconds wi
 which iterating a live source ends (default: iterate until ``close()``; ``read(timeout_s)`` never waits
 longer than its own timeout).
 
+Time: the live source stamps each datagram on the host monotonic clock (``time.monotonic_ns``, the clock
+every adapter and the pipeline use), from the kernel's receive timestamp (``SO_TIMESTAMPNS``) where the
+kernel gives one; the sensor's µs-past-the-hour goes only into ``raw_stamp_ns`` (see
+:mod:`~edgefuse.adapters.velodyne.sweep`). A pcap keeps its record times (a wall clock).
+
 Every source is an iterator of sweep :class:`~edgefuse.types.Message` s and has ``stats``
 (:class:`DecodeStats`: packets, points and what was skipped or dropped, by reason) and ``close()``.
 """
@@ -19,9 +24,13 @@ Every source is an iterator of sweep :class:`~edgefuse.types.Message` s and has 
 from __future__ import annotations
 
 import collections
+import errno
+import logging
 import math
 import os
 import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +39,7 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
+from edgefuse.adapters.base import Backoff
 from edgefuse.adapters.velodyne.calibration import (
     MODELS,
     VelodyneCalibration,
@@ -44,6 +54,25 @@ from edgefuse.types import Message
 
 DEFAULT_PORT = 2368
 _BATCH = 256  # packets decoded per vectorized call
+#: Linux socket option for receive timestamps as a struct timespec (CLOCK_REALTIME); the control
+#: message type (SCM_TIMESTAMPNS) has the same value. Python's socket module does not name it. None
+#: elsewhere (the time ``recvmsg`` returned is used).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
+_TIMESPEC = struct.Struct("@ll")
+#: A kernel receive stamp older than this when read (a wall-clock step in between) is not used.
+MAX_KERNEL_STAMP_AGE_NS = 1_000_000_000
+
+log = logging.getLogger("edgefuse.adapters.velodyne")
+
+
+def kernel_receive_ns(kernel_wall_ns: int, wall_now_ns: int, host_now_ns: int) -> int | None:
+    """A kernel receive timestamp (wall clock, ns since the epoch) on the host monotonic clock, given both
+    clocks read together now: ``host_now − (wall_now − kernel)``. None when the stamp is in the future or
+    older than :data:`MAX_KERNEL_STAMP_AGE_NS` (the wall clock stepped in between: use the read time)."""
+    age = int(wall_now_ns) - int(kernel_wall_ns)
+    if not 0 <= age <= MAX_KERNEL_STAMP_AGE_NS:
+        return None
+    return int(host_now_ns) - age
 
 
 class VelodyneUriError(InputError):
@@ -111,12 +140,18 @@ class PcapVelodyneSource(VelodyneSource):
 
 
 class UdpVelodyneSource(VelodyneSource):
-    """Live sweeps from a UDP socket. A receiver thread stamps each datagram with the host wall clock
-    (``time.time_ns()``, the clock the µs-past-the-hour stamp is mapped against) and puts it in a bounded
-    queue that drops the oldest packet when full (counted as ``queue_overflow``). ``read(timeout_s)``
-    returns the next sweep or None; iterating runs until :meth:`close` (from another thread: it ends
-    within 0.25 s), or, when ``idle_timeout_s`` is given, after that long without a packet (counted as
-    ``idle_timeout``)."""
+    """Live sweeps from a UDP socket. A receiver thread stamps each datagram on the host monotonic clock
+    (the kernel's receive time where ``SO_TIMESTAMPNS`` gives it, else the time ``recvmsg`` returned)
+    and puts it in a bounded queue that drops the oldest packet when full (counted as
+    ``queue_overflow``). ``read(timeout_s)`` returns the next sweep or None; iterating runs until
+    :meth:`close` (from another thread: it ends within 0.25 s), or, when ``idle_timeout_s`` is given,
+    after that long without a packet (counted as ``idle_timeout``).
+
+    The interface going down and up: a bound socket keeps its address while the interface is down (it
+    receives nothing) and receives again when it is back; a socket error does not end the receiver:
+    the socket is closed and bound again with backoff (``socket_errors``, ``rebinds``). An address that
+    is not (yet) on any interface at open (``EADDRNOTAVAIL``: the interface is still down) is bound as
+    soon as it appears; until then ``last_error`` says why nothing arrives."""
 
     def __init__(
         self,
@@ -128,44 +163,107 @@ class UdpVelodyneSource(VelodyneSource):
         queue_packets: int = 4096,
         rcvbuf_bytes: int = 8 << 20,
         idle_timeout_s: float | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         super().__init__(calib, sensor_id, cut_angle_rad)
+        self.assembler.hour_from_recv = False  # receive times are the host monotonic clock
+        self.host, self.port = host, int(port)
+        self.rcvbuf_req = int(rcvbuf_bytes)
         self.idle_timeout_s = None if idle_timeout_s is None else float(idle_timeout_s)
+        self.last_error: str | None = None
         self._queue: collections.deque[tuple[int, bytes]] = collections.deque()
         self._queue_max = int(queue_packets)
-        self._overflow = 0  # counted under the lock by the receiver, moved into stats by the reader
+        self._io: dict[str, int] = {}  # counted by the receiver under the lock, moved into stats by read()
         self._last_arrival = time.monotonic()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._stop = threading.Event()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._backoff = backoff if backoff is not None else Backoff(initial_s=0.1, max_s=2.0)
+        self.sock: socket.socket | None = None
+        self.address = (host, self.port)
+        self.rcvbuf_bytes = 0
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(rcvbuf_bytes))
-            self.sock.bind((host, port))
+            self._bind()
         except OSError as e:
-            self.sock.close()
-            raise VelodyneUriError(f"velodyne://{host}:{port}: cannot bind the UDP socket: {e}") from None
-        self.sock.settimeout(0.1)
-        self.address = self.sock.getsockname()
-        self.rcvbuf_bytes = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            if e.errno != errno.EADDRNOTAVAIL:
+                raise VelodyneUriError(f"velodyne://{host}:{port}: cannot bind the UDP socket: {e}") from None
+            self._fail(f"cannot bind {host}:{port} yet ({e.strerror}); retrying until the address is up")
         self._thread = threading.Thread(target=self._receive, name=f"velodyne-{port}", daemon=True)
         self._thread.start()
 
+    def _bind(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf_req)
+            if SO_TIMESTAMPNS is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                except OSError:
+                    pass  # no kernel receive stamps here: the read time is used
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        sock.settimeout(0.1)
+        self.address = sock.getsockname()
+        self.port = self.address[1]  # port 0: keep the one the kernel chose when binding again
+        self.rcvbuf_bytes = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self.sock = sock
+
+    def _count(self, reason: str) -> None:
+        with self._lock:
+            self._io[reason] = self._io.get(reason, 0) + 1
+
+    def _fail(self, why: str) -> None:
+        """A socket that failed: close it (the receiver binds again after a backoff delay)."""
+        if self.last_error is None or self.sock is not None:
+            log.warning("velodyne://%s:%s: %s", self.host, self.port, why)
+        self.last_error = why
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
     def _receive(self) -> None:
+        anc = socket.CMSG_SPACE(_TIMESPEC.size)
         while not self._stop.is_set():
+            if self.sock is None:
+                if self._stop.wait(self._backoff.next_delay()):
+                    return
+                try:
+                    self._bind()
+                except OSError as e:
+                    self._fail(f"cannot bind {self.host}:{self.port}: {e.strerror}; retrying")
+                    continue
+                self._count("rebinds")
+                log.warning("velodyne://%s:%s: socket bound again", self.host, self.port)
             try:
-                data = self.sock.recv(2048)
+                data, ancdata, _flags, _addr = self.sock.recvmsg(2048, anc)
             except TimeoutError:
                 continue
-            except OSError:  # socket closed under us
-                return
-            t = time.time_ns()
+            except OSError as e:
+                if self._stop.is_set():  # closed under us by close()
+                    return
+                self._count("socket_errors")
+                self._fail(f"receive failed: {e}")
+                continue
+            host = time.monotonic_ns()
+            wall = time.time_ns()
+            t = host
+            for level, kind, cdata in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(cdata)
+                    k = kernel_receive_ns(sec * 1_000_000_000 + nsec, wall, host)
+                    if k is None:
+                        self._count("kernel_stamp_unused")
+                    else:
+                        t = k
+            self._backoff.reset()
             with self._lock:
                 self._last_arrival = time.monotonic()
                 if len(self._queue) >= self._queue_max:
                     self._queue.popleft()
-                    self._overflow += 1
+                    self._io["queue_overflow"] = self._io.get("queue_overflow", 0) + 1
                 self._queue.append((t, data))
                 self._arrived.notify()
 
@@ -177,14 +275,20 @@ class UdpVelodyneSource(VelodyneSource):
                 while not self._queue:
                     left = deadline - time.monotonic()
                     if left <= 0 or self._stop.is_set():
+                        self._take_counts()
                         return None
                     self._arrived.wait(left)
                 batch = list(self._queue)
                 self._queue.clear()
-                overflow, self._overflow = self._overflow, 0
-            self.stats.add("queue_overflow", overflow)
+                self._take_counts()
             self._feed(batch)
         return self._ready.popleft()
+
+    def _take_counts(self) -> None:
+        """Move the receiver's counters into ``stats`` (called with the lock held)."""
+        for reason, n in self._io.items():
+            self.stats.add(reason, n)
+        self._io.clear()
 
     def __iter__(self) -> Iterator[Message]:
         poll = 0.25 if self.idle_timeout_s is None else min(0.25, self.idle_timeout_s)
@@ -204,7 +308,8 @@ class UdpVelodyneSource(VelodyneSource):
         with self._lock:
             self._arrived.notify_all()
         self._thread.join(timeout=1.0)
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
 
     def __enter__(self) -> UdpVelodyneSource:
         return self
