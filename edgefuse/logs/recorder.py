@@ -324,7 +324,8 @@ class SplitRecorder:
     """A :class:`Recorder` that splits its log into several files, like rosbag2's ``max_bagfile_size``
     and ``max_bagfile_duration``: before a message is written, the open file is closed (complete, with
     its summary) and the next one started when the open one holds ``split_size`` bytes or more
-    (:attr:`Recorder.size_bytes`: a file ends up at most one message and its summary over) or the
+    (:attr:`Recorder.size_bytes`, an upper bound: a compressed file closes somewhat under the limit, and
+    at most one message and its summary over it) or the
     message's log time (``recv_ns``) is ``split_duration_ns`` or more past the file's first message.
     Files are :func:`split_path` (``run_000.mcap``, ``run_001.mcap`` …); with neither limit the one
     file is ``path`` itself. Every file gets the calibration (stamped with its own first message) and

@@ -265,8 +265,9 @@ class McapSink:
         p = self.policy
         try:
             self.free_bytes = free = int(self._free(str(self.path.parent)))
-        except OSError:
-            free = None  # unknown: write
+        except Exception as e:  # noqa: BLE001 - unknown: write, and say why
+            free = None
+            self.last_error = f"free-space probe: {type(e).__name__}: {e}"
         if free is not None and free < p.reserve_bytes:
             self._stop(f"disk nearly full: {free / MB:.1f} MB free < {p.reserve_bytes / MB:g} MB reserve; "
                        "the log was closed")  # fmt: skip
@@ -304,9 +305,6 @@ class McapSink:
         self._guard(self.rec.close)
 
     # -- the pipeline's side
-
-    def tick(self) -> None:
-        """Nothing: the writer thread closes chunks on its own (kept for callers of the old sink)."""
 
     def close(self) -> None:
         """Write what is queued, then close the log (summary and footer). Idempotent."""
