@@ -19,8 +19,10 @@ from edgefuse.runtime.backends import BACKENDS, SUFFIXES, Backend, BackendError,
 from edgefuse.runtime.bundled import bundled_model
 
 
-def open_backend(model_path: str | Path, backend: str | None = None, threads: int = 2) -> Backend:
-    """Open ``model_path`` with ``backend`` (default: from the suffix, see module doc)."""
+def backend_for(model_path: str | Path, backend: str | None = None) -> str:
+    """The backend that runs ``model_path``: ``backend`` when it fits the file's suffix, else from the
+    suffix; a :class:`BackendError` (one line naming the file) for a pair that cannot run, such as a
+    ``.pt`` model with ``onnxruntime``. Opens nothing."""
     path = Path(model_path)
     if backend is None:
         backend = SUFFIXES.get(path.suffix)
@@ -33,6 +35,13 @@ def open_backend(model_path: str | Path, backend: str | None = None, threads: in
     want = {v: k for k, v in SUFFIXES.items()}[backend]
     if path.suffix != want:
         raise BackendError(f"{path}: backend {backend} expects a {want} model file")
+    return backend
+
+
+def open_backend(model_path: str | Path, backend: str | None = None, threads: int = 2) -> Backend:
+    """Open ``model_path`` with ``backend`` (default: from the suffix, see module doc)."""
+    path = Path(model_path)
+    backend = backend_for(path, backend)
     if not path.is_file():
         raise BackendError(f"{path}: no such model file")
     if backend == "torch":

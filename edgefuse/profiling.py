@@ -291,6 +291,17 @@ def write_trace(path: str | Path, records: Iterable[LatencyRecord], process: str
     return path
 
 
+def histogram_bins(values_ms: np.ndarray, n: int = 50) -> np.ndarray:
+    """``n`` increasing bin edges covering ``values_ms`` and 0 (non-finite values ignored): a run with
+    one frame, equal latencies or negative ones (a clock mapped ahead) still gets a histogram."""
+    v = np.asarray(values_ms, np.float64)
+    v = v[np.isfinite(v)]
+    lo = min(0.0, float(v.min())) if len(v) else 0.0
+    hi = max(0.0, float(v.max())) if len(v) else 1.0
+    span = max(hi - lo, 1.0)
+    return np.linspace(lo, lo + span * 1.05, n)
+
+
 def write_histogram_png(path: str | Path, records: Sequence[LatencyRecord], title: str = "") -> Path:
     """Histogram of end-to-end latency and data age (ms) with their p50/p99 marked."""
     import matplotlib
@@ -302,16 +313,17 @@ def write_histogram_png(path: str | Path, records: Sequence[LatencyRecord], titl
     age = np.array([r.data_age_ns for r in records if r.publish_ns is not None], np.float64) / _MS
     fig, ax = plt.subplots(figsize=(7, 4))
     if len(e2e):
-        hi = max(float(e2e.max()), float(age.max()))
-        bins = np.linspace(0, hi * 1.05 + 1e-9, 50)
+        bins = histogram_bins(np.concatenate([e2e, age]))
         ax.hist(e2e, bins=bins, alpha=0.6, label="end-to-end (publish − last receive)")
         ax.hist(age, bins=bins, alpha=0.6, label="data age (publish − reference stamp)")
         for v, c in ((np.percentile(e2e, 99), "C0"), (np.percentile(age, 99), "C1")):
             ax.axvline(v, color=c, ls="--", lw=1)
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no frame was published", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("ms")
     ax.set_ylabel("frames")
     ax.set_title(title or f"latency ({len(e2e)} frames; dashed: p99)")
-    ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=90)
@@ -356,24 +368,60 @@ def records_as_dicts(records: Iterable[LatencyRecord]) -> list[dict]:
 
 
 def format_report(r: dict) -> str:
-    """The human view of a report."""
+    """The human view of a report (any report of the pipeline: keys it lacks are left out)."""
 
     def ms(x):
         return "-" if x is None else f"{x:.1f}"
 
+    def reasons(d: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])) or "none"
+
     lines = [
-        f"frames {r['frames']} (published {r['frames_published']}), {r.get('throughput_fps')} frames/s, "
-        f"wall {r.get('wall_s')} s",
-        f"e2e p50 {ms(r['e2e_p50_ms'])} ms  p99 {ms(r['e2e_p99_ms'])} ms  max {ms(r['e2e_max_ms'])} ms; "
-        f"data age p99 {ms(r['data_age_p99_ms'])} ms",
-        f"frames dropped {r['frames_dropped_total']} {r['frames_dropped']}; "
-        f"deadline misses {r['deadline_misses']}",
-        f"messages unmatched {r['messages_unmatched']}",
-        "stage        p50     p90     p99     max (ms)",
+        f"frames {r.get('frames', 0)} (published {r.get('frames_published', 0)}), "
+        f"{r.get('throughput_fps')} frames/s, wall {r.get('wall_s')} s"
+        + (f", stopped: {r['stopped']}" if r.get("stopped") else ""),
+        f"e2e p50 {ms(r.get('e2e_p50_ms'))} ms  p99 {ms(r.get('e2e_p99_ms'))} ms  "
+        f"max {ms(r.get('e2e_max_ms'))} ms; data age p99 {ms(r.get('data_age_p99_ms'))} ms",
+        f"frames dropped {r.get('frames_dropped_total', 0)} {r.get('frames_dropped', {})}; "
+        f"deadline misses {r.get('deadline_misses', 0)}",
     ]
-    for s, p in r["stages"].items():
-        lines.append(f"{s:10s} {ms(p['p50']):>7} {ms(p['p90']):>7} {ms(p['p99']):>7} {ms(p['max']):>7}")
-    if "health" in r:
-        for sid, h in r["health"].items():
-            lines.append(f"  {sid:14s} {h['messages']:6d} msgs {h['rate_hz']:6.1f} Hz  {h['status']}")
+    by = r.get("frames_dropped_by")
+    if by is not None:
+        lines.append(f"  by the synchronizer: {reasons(by['sync'])}; "
+                     f"by the pipeline: {reasons(by['pipeline'])}")  # fmt: skip
+    unmatched = r.get("messages_unmatched", {})
+    total = r.get("messages_unmatched_total", sum(sum(v.values()) for v in unmatched.values()))
+    lines.append(f"messages unmatched {total}" + "".join(
+        f"; {sid}: {reasons(v)}" for sid, v in unmatched.items()))  # fmt: skip
+    if r.get("stages"):
+        lines.append("stage        p50     p90     p99     max (ms)")
+        for s, p in r["stages"].items():
+            lines.append(f"{s:10s} {ms(p['p50']):>7} {ms(p['p90']):>7} {ms(p['p99']):>7} {ms(p['max']):>7}")
+    for sid, h in r.get("health", {}).items():
+        status = h["status"] if h["status"] == "ok" or h.get("silent_for_s") is None else (
+            f"{h['status'].upper()} for {h['silent_for_s']:.1f} s")  # fmt: skip
+        if h["status"] == "never":
+            status = "NEVER (no message)"
+        lines.append(f"  {sid:14s} {h['messages']:6d} msgs {h['rate_hz']:6.1f} Hz  {status}")
+    silent = r.get("silent_sensors")
+    if silent:
+        lines.append(f"silent sensors: {', '.join(f'{k} ({v})' for k, v in silent.items())}")
+    lg = r.get("logging")
+    if lg is not None:
+        n = len(lg["files"])
+        dropped = {k: sum(v.values()) for k, v in lg["dropped"].items()}
+        inputs = (f"{lg['written']['inputs']} written, {dropped['inputs']} dropped "
+                  f"({reasons(lg['dropped']['inputs'])})") if lg["inputs"] else "not logged"  # fmt: skip
+        lines.append(
+            f"log: {n} file{'s' if n != 1 else ''}, {lg['bytes'] / 1e6:.1f} MB; inputs {inputs}; "
+            f"detections {lg['written']['detections']} written, {dropped['detections']} dropped"
+            + (f" ({reasons(lg['dropped']['detections'])})" if dropped["detections"] else "")
+        )
+        for key in ("inputs_stopped", "stopped"):
+            if lg.get(key):
+                lines.append(f"  log {key.replace('_', ' ')}: {lg[key]}")
+    errors = r.get("errors")
+    if errors:
+        lines.append(f"errors: {reasons(errors)}")
+    lines.append(f"last error: {r['last_error']}" if r.get("last_error") else "last error: none")
     return "\n".join(lines)

@@ -9,6 +9,8 @@ import numpy as np
 
 from edgefuse.profiling import (
     LatencyRecord,
+    format_report,
+    histogram_bins,
     jetson_info,
     latency_report,
     machine_info,
@@ -77,6 +79,34 @@ def test_pngs_are_images(tmp_path):
     for p in (write_histogram_png(tmp_path / "h.png", recs), write_timeline_png(tmp_path / "t.png", recs)):
         img = cv2.imread(str(p))
         assert img is not None and img.shape[0] > 100 and img.shape[1] > 100
+
+
+def _one(e2e_ms: float, age_ms: float) -> LatencyRecord:
+    """A published frame with the given end-to-end latency and data age."""
+    ref, recv = int((100 - age_ms) * MS), int((100 - e2e_ms) * MS)
+    return LatencyRecord(stamp_ns=0, reference_ns=ref, receive_ns=recv, publish_ns=100 * MS)
+
+
+def test_odd_runs_still_get_their_pictures_and_report(tmp_path):
+    """No frame, one frame, equal latencies, a clock that maps the reference stamp ahead (negative data
+    age): the histogram, the timeline and the report are written all the same (the issue saw numpy's
+    ``bins must increase monotonically`` end a run without its report)."""
+    cases = {"empty": [], "one": [_one(40, 70)], "equal": [_one(40, 40)] * 5,
+             "negative": [_one(-3, -8), _one(-1, -2)], "zero": [_one(0, 0)]}  # fmt: skip
+    for name, recs in cases.items():
+        for p in (write_histogram_png(tmp_path / f"h_{name}.png", recs),
+                  write_timeline_png(tmp_path / f"t_{name}.png", recs)):  # fmt: skip
+            img = cv2.imread(str(p))
+            assert img is not None and img.shape[0] > 100, (name, p)
+        r = latency_report(recs, wall_ns=0, frames_dropped={}, messages_unmatched={}, machine={})
+        assert r["frames_published"] == len(recs)
+        json.dumps(r)
+        assert "last error: none" in format_report(r)
+    for values in ([], [5.0], [5.0, 5.0], [-8.0, -2.0], [0.0, 250.0], [np.nan, 3.0]):
+        bins = histogram_bins(np.array(values))
+        assert np.all(np.diff(bins) > 0), values
+        finite = [v for v in values if np.isfinite(v)]
+        assert bins[0] <= min(finite + [0.0]) and bins[-1] >= max(finite + [0.0]), values
 
 
 def test_jetson_info_reads_power_mode_and_clocks(tmp_path):

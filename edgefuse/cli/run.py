@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from edgefuse.cli.common import add_json
 from edgefuse.errors import InputError
@@ -19,7 +20,25 @@ def _pipeline_config(args):
     )  # fmt: skip
 
 
+def _log_policy(args, command: str):
+    """The ``--split-size``/``--split-duration``/``--min-free-mb`` options as a LogPolicy (checked)."""
+    from edgefuse.frames import NS
+    from edgefuse.pipeline.sinks import MB, LogPolicy
+
+    for opt, v in (("--split-size", args.split_size), ("--split-duration", args.split_duration)):
+        if v is not None and not v > 0:
+            raise InputError(f"{command} {opt}: expected a positive number, got {v}")
+    if not args.min_free_mb >= 0:
+        raise InputError(f"{command} --min-free-mb: expected a number ≥ 0, got {args.min_free_mb}")
+    return LogPolicy(
+        split_size_bytes=None if args.split_size is None else int(args.split_size * MB),
+        split_duration_ns=None if args.split_duration is None else int(round(args.split_duration * NS)),
+        min_free_bytes=int(args.min_free_mb * MB),
+    )  # fmt: skip
+
+
 def cmd_replay(args) -> dict:
+    from edgefuse.logs.logset import log_files
     from edgefuse.models import load_backend
     from edgefuse.pipeline.replay import run_replay
     from edgefuse.runtime.backends import inference_threads
@@ -27,12 +46,15 @@ def cmd_replay(args) -> dict:
     rate = None if args.rate == "max" else float(args.rate)
     if rate is not None and not rate > 0:
         raise InputError(f"replay --rate: expected 'max' or a positive number, got {args.rate!r}")
+    logs = log_files(args.log)  # before the model loads: a wrong path fails at once
+    policy = _log_policy(args, "replay")
+    first = Path(args.log[0])
     backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads())
     return run_replay(
-        args.log, backend, args.out or f"{args.log}.replay", rate=rate, deterministic=args.deterministic,
-        kit_path=args.kit, calib_path=args.calib, config=_pipeline_config(args), udp=args.udp,
-        console=args.console, log_inputs=args.log_inputs,
-        status=None if getattr(args, "json", False) else sys.stderr,
+        logs, backend, args.out or first.with_name(first.name + ".replay"), rate=rate,
+        deterministic=args.deterministic, kit_path=args.kit, calib_path=args.calib,
+        config=_pipeline_config(args), udp=args.udp, console=args.console, log_inputs=args.log_inputs,
+        log_policy=policy, status=None if getattr(args, "json", False) else sys.stderr,
     )  # fmt: skip
 
 
@@ -41,11 +63,12 @@ def cmd_run(args) -> dict:
     from edgefuse.pipeline.live import run_live
     from edgefuse.runtime.backends import inference_threads
 
+    policy = _log_policy(args, "run")
     backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads())
     return run_live(
         args.kit, backend, args.out, calib_path=args.calib, duration_s=args.duration,
-        config=_pipeline_config(args), udp=args.udp, console=args.console,
-        status=None if getattr(args, "json", False) else sys.stderr,
+        config=_pipeline_config(args), udp=args.udp, console=args.console, log_inputs=args.log_inputs,
+        log_policy=policy, status=None if getattr(args, "json", False) else sys.stderr,
     )  # fmt: skip
 
 
@@ -53,7 +76,12 @@ def _human_pipeline(r: dict) -> None:
     from edgefuse.profiling import format_report
 
     print(format_report(r))
-    print(f"  outputs: {', '.join(str(v) for v in r.get('outputs', {}).values())}")
+    files: list[str] = []
+    for v in r.get("outputs", {}).values():
+        for f in v if isinstance(v, list) else [v]:
+            if str(f) not in files:
+                files.append(str(f))
+    print(f"  outputs: {', '.join(files)}")
 
 
 def cmd_profile(args) -> dict:
@@ -62,9 +90,14 @@ def cmd_profile(args) -> dict:
     def split(text, conv=str):
         return [conv(x.strip()) for x in text.split(",") if x.strip()]
 
+    try:
+        threads = split(args.threads, int) if args.threads else None
+    except ValueError:
+        why = f"profile --threads: expected comma-separated integers (1,2), got {args.threads!r}"
+        raise InputError(why) from None
     return profile_model(
         args.model, args.out, backends=split(args.backend) if args.backend else [None],
-        precisions=split(args.precision), threads=split(args.threads, int), frames=args.frames,
+        precisions=split(args.precision), threads=threads, frames=args.frames,
         log_path=args.log, progress=not getattr(args, "json", False),
     )  # fmt: skip
 
@@ -98,15 +131,31 @@ def _pipeline_common(p: argparse.ArgumentParser) -> None:
     add_json(p)
 
 
+def _log_options(p: argparse.ArgumentParser, log_inputs: bool) -> None:
+    on = "on" if log_inputs else "off"
+    p.add_argument("--log-inputs", action=argparse.BooleanOptionalAction, default=log_inputs,
+                   help=f"also log the inputs (default {on}; detections are always logged; the log writes "
+                        "on its own thread, and a full queue drops inputs, counted)")
+    p.add_argument("--split-size", type=float, default=None, metavar="MB",
+                   help="start a new log file at this size (LOG_000.mcap, LOG_001.mcap …; default: one file)")
+    p.add_argument("--split-duration", type=float, default=None, metavar="S",
+                   help="start a new log file after this many seconds of log time (default: one file)")
+    p.add_argument("--min-free-mb", type=float, default=512.0, metavar="MB",
+                   help="stop logging inputs below this much free disk; the log closes cleanly below 16 MB "
+                        "(default 512)")  # fmt: skip
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add this group's commands to the top-level subparsers ``sub``."""
     p = sub.add_parser("replay", help="a log through the real-time pipeline: detections, latency report")
-    p.add_argument("log", help="an MCAP log (e.g. edgefuse sim record)")
+    p.add_argument("log", nargs="+",
+                   help="an MCAP log (e.g. edgefuse sim record), or the files of a split log (run_000.mcap "
+                        "run_001.mcap …) or their directory, replayed as one log")  # fmt: skip
     p.add_argument("--rate", default="1.0", help="replay rate × real time, or max (default 1.0)")
     p.add_argument("--deterministic", action="store_true", help="every frame in stamp order, one thread")
     p.add_argument("--kit", default=None, help="sensor-kit YAML (default: the simulator's)")
     p.add_argument("--out", default=None, metavar="DIR", help="outputs (default LOG.replay/)")
-    p.add_argument("--log-inputs", action="store_true", help="also write the inputs to the output log")
+    _log_options(p, log_inputs=False)
     _pipeline_common(p)
     p.set_defaults(func=cmd_replay, human=_human_pipeline)
 
@@ -114,14 +163,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kit", required=True, help="sensor-kit YAML, e.g. sensors/sim-default.yaml")
     p.add_argument("--out", default="run-output", metavar="DIR", help="log + report (default run-output/)")
     p.add_argument("--duration", type=float, default=None, metavar="SEC", help="stop after SEC seconds")
+    _log_options(p, log_inputs=True)
     _pipeline_common(p)
     p.set_defaults(func=cmd_run, human=_human_pipeline)
 
-    p = sub.add_parser("profile", help="per-stage latency of backends × precisions × threads, same frames")
-    p.add_argument("--model", required=True, help=".pt/.onnx/.engine model")
-    p.add_argument("--backend", default=None, help="comma-separated: torch,onnxruntime (default: the file's)")
-    p.add_argument("--precision", default="fp32", help="comma-separated fp32,int8 (int8 quantizes the .onnx)")
-    p.add_argument("--threads", default="2", help="comma-separated thread counts (default 2)")
+    p = sub.add_parser("profile", help="per-stage latency of backends × precisions × threads, same frames; "
+                                       "profile.json + profile.png")  # fmt: skip
+    p.add_argument("--model", default=None,
+                   help=".pt/.onnx/.engine model (default: the bundled model: edge.onnx, edge.int8.onnx for "
+                        "int8, edge.pt for --backend torch)")  # fmt: skip
+    p.add_argument("--backend", default=None,
+                   help="comma-separated: torch,onnxruntime,tensorrt (default: the model file's; onnxruntime "
+                        "for the bundled model)")  # fmt: skip
+    p.add_argument("--precision", default="fp32",
+                   help="comma-separated fp32,int8 (int8 quantizes an .onnx --model; the bundled one is "
+                        "edge.int8.onnx)")  # fmt: skip
+    p.add_argument("--threads", default=None,
+                   help="comma-separated thread counts (default: CPU cores − 1, at least 1)")
     p.add_argument("--frames", type=int, default=30, help="frames per combination (default 30)")
     p.add_argument("--log", default=None, help="MCAP log (default: a short simulator log recorded in --out)")
     p.add_argument("--out", default="profile-output", metavar="DIR", help="outputs (default profile-output/)")

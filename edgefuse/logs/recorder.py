@@ -8,7 +8,10 @@ The container is the ``mcap`` library's :class:`mcap.writer.Writer`; we add the 
   :meth:`Recorder.tick` does (call it from an idle loop). Closed chunks go straight to the OS (no user-space
   buffer), so a recording killed with SIGKILL keeps every closed chunk;
 - stamps: ``header.stamp`` = ``Message.stamp_ns``; MCAP ``log_time`` = ``recv_ns`` (as rosbag2 does, and
-  what ``ros2 bag play`` paces by); ``publish_time`` = ``raw_stamp_ns``; ``sequence`` = ``seq``.
+  what ``ros2 bag play`` paces by); ``publish_time`` = ``raw_stamp_ns``; ``sequence`` = ``seq``;
+- :class:`SplitRecorder` starts a new file when the open one reaches a size or spans a duration of log
+  time (rosbag2's ``max_bagfile_size`` / ``max_bagfile_duration``); every file is a complete log with
+  the calibration, read back together by :class:`edgefuse.logs.logset.LogSet`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 from mcap.well_known import MessageEncoding, SchemaEncoding
@@ -119,6 +123,7 @@ class Recorder:
         self._chunk_opened_ns: int | None = None
         self._pending_calibration: tuple[Calibration, dict[str, str]] | None = None
         self._first: Message | None = None
+        self._pending_bytes = 0  # message bytes in the open chunk (uncompressed)
         self.message_count = 0
         #: messages in closed chunks (on disk, safe from a crash of this process)
         self.flushed_count = 0
@@ -136,19 +141,41 @@ class Recorder:
         """Closes the last chunk and writes the summary and footer."""
         if self._closed:
             return
-        if self._pending_calibration is not None:
-            self._write_calibration_now(0, 0)
-        self._writer.finish()
-        self.flushed_count = self.message_count
+        try:
+            if self._pending_calibration is not None:
+                self._write_calibration_now(0, 0)
+            self._writer.finish()
+            self.flushed_count = self.message_count
+        finally:  # a failed write (disk full) still releases the file
+            self._pending_bytes = 0
+            self._sink.close()
+            self._closed = True
+
+    def abort(self) -> None:
+        """Close the file without writing anything more (after a write failed, e.g. the disk is full):
+        it then reads as truncated, with every chunk closed before the failure intact."""
+        self._pending_bytes = 0
         self._sink.close()
         self._closed = True
 
     # ---------------------------------------------------------------- chunks
 
+    @property
+    def size_bytes(self) -> int:
+        """Bytes handed to the OS so far plus the open chunk's message bytes (uncompressed): an upper
+        bound of the file's size were it closed now, less its summary (a few kB)."""
+        return self._sink.tell() + self._pending_bytes
+
+    @property
+    def first_message(self) -> Message | None:
+        """The first message written (None before any)."""
+        return self._first
+
     def flush(self) -> None:
         """Close the open chunk now (compress it and hand it to the OS)."""
         self._writer.flush()
         self._chunk_opened_ns = None
+        self._pending_bytes = 0
         self.flushed_count = self.message_count
 
     def tick(self, now_ns: int | None = None) -> bool:
@@ -236,11 +263,18 @@ class Recorder:
             self._first = msg
             if self._pending_calibration is not None:
                 self._write_calibration_now(msg.stamp_ns, msg.recv_ns)
+        before = self._sink.tell()
         self._writer.add_message(
             ch.id, log_time=msg.recv_ns, data=data, publish_time=msg.raw_stamp_ns, sequence=msg.seq
         )
         self.message_count += 1
         now = self._clock() if now_ns is None else int(now_ns)
+        if self._sink.tell() != before:  # the writer closed the chunk at chunk_size, this message in it
+            self._chunk_opened_ns = None
+            self._pending_bytes = 0
+            self.flushed_count = self.message_count
+            return topic
+        self._pending_bytes += len(data)
         if self._chunk_opened_ns is None:
             self._chunk_opened_ns = now
         elif now - self._chunk_opened_ns >= self.chunk_interval_ns:
@@ -278,3 +312,109 @@ class Recorder:
             ch = self._channel(f"/{cam_id}/camera_info", ros2.CAMERA_INFO, "", cam_id, frame)
             data = ros2.encode_camera_info(cam, stamp_ns, frame)
             self._writer.add_message(ch.id, log_time=log_ns, data=data, publish_time=log_ns)
+
+
+def split_path(path: str | os.PathLike, index: int) -> Path:
+    """The ``index``-th file of a split log: ``run.mcap`` → ``run_000.mcap``, ``run_001.mcap`` …"""
+    p = Path(path)
+    return p.with_name(f"{p.stem}_{index:03d}{p.suffix}")
+
+
+class SplitRecorder:
+    """A :class:`Recorder` that splits its log into several files, like rosbag2's ``max_bagfile_size``
+    and ``max_bagfile_duration``: before a message is written, the open file is closed (complete, with
+    its summary) and the next one started when the open one holds ``split_size`` bytes or more
+    (:attr:`Recorder.size_bytes`, an upper bound: a compressed file closes somewhat under the limit, and
+    at most one message and its summary over it) or the
+    message's log time (``recv_ns``) is ``split_duration_ns`` or more past the file's first message.
+    Files are :func:`split_path` (``run_000.mcap``, ``run_001.mcap`` …); with neither limit the one
+    file is ``path`` itself. Every file gets the calibration (stamped with its own first message) and
+    the metadata, so each one replays and opens on its own. ``recorder``: :class:`Recorder` options
+    (compression, chunk size and interval, clock)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        split_size: int | None = None,
+        split_duration_ns: int | None = None,
+        **recorder,
+    ):
+        for name, v in (("split_size", split_size), ("split_duration_ns", split_duration_ns)):
+            if v is not None and v <= 0:
+                raise InputError(f"{path}: {name}: expected a positive number (or None: no limit), got {v}")
+        self.path = Path(path)
+        self.split_size, self.split_duration_ns = split_size, split_duration_ns
+        self.splitting = split_size is not None or split_duration_ns is not None
+        self._options = recorder
+        self._calibration: tuple[Calibration, dict[str, str] | None] | None = None
+        self._metadata: list[tuple[str, dict]] = []
+        self.files: list[Path] = []
+        self._closed_counts = (0, 0)  # messages, bytes of the files already closed
+        self.rec = self._open()
+
+    def _open(self) -> Recorder:
+        path = split_path(self.path, len(self.files)) if self.splitting else self.path
+        rec = Recorder(path, **self._options)
+        self.files.append(path)
+        if self._calibration is not None:
+            rec.write_calibration(*self._calibration)
+        for name, data in self._metadata:
+            rec.write_metadata(name, data)
+        return rec
+
+    def _due(self, msg: Message) -> bool:
+        first = self.rec.first_message
+        if first is None:
+            return False
+        if self.split_size is not None and self.rec.size_bytes >= self.split_size:
+            return True
+        return (self.split_duration_ns is not None and msg.recv_ns is not None
+                and msg.recv_ns - first.recv_ns >= self.split_duration_ns)  # fmt: skip
+
+    def write(self, msg: Message, topic: str | None = None, now_ns: int | None = None) -> str:
+        """:meth:`Recorder.write` into the open file, after starting the next one when it is due."""
+        if self.splitting and self._due(msg):
+            self.rec.close()
+            messages, size = self._closed_counts
+            self._closed_counts = (messages + self.rec.message_count, size + os.path.getsize(self.rec.path))
+            self.rec = self._open()
+        return self.rec.write(msg, topic, now_ns)
+
+    def write_calibration(self, calib: Calibration, frames: dict[str, str] | None = None) -> None:
+        """:meth:`Recorder.write_calibration`, repeated in every file."""
+        self._calibration = (calib, frames)
+        self.rec.write_calibration(calib, frames)
+
+    def write_metadata(self, name: str, data: dict) -> None:
+        """:meth:`Recorder.write_metadata`, repeated in every file."""
+        self._metadata.append((name, data))
+        self.rec.write_metadata(name, data)
+
+    def tick(self, now_ns: int | None = None) -> bool:
+        return self.rec.tick(now_ns)
+
+    def flush(self) -> None:
+        self.rec.flush()
+
+    @property
+    def message_count(self) -> int:
+        return self._closed_counts[0] + self.rec.message_count
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of every file (the open one as :attr:`Recorder.size_bytes`)."""
+        return self._closed_counts[1] + self.rec.size_bytes
+
+    def close(self) -> None:
+        """Close the open file (summary and footer)."""
+        self.rec.close()
+
+    def abort(self) -> None:
+        """:meth:`Recorder.abort` the open file (a write failed)."""
+        self.rec.abort()
+
+    def __enter__(self) -> SplitRecorder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

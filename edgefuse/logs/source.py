@@ -2,7 +2,8 @@
 
 ``mcap://LOG.mcap[?topic=/lidar_top/points][&topic=…][&rate=max|R]`` — the messages of the log's
 edgefuse topics (all of them, or the ``topic`` ones) in log-time order, from
-:class:`~edgefuse.logs.LogReader`. ``rate=max`` (default) as fast as they decode; ``rate=R`` paced by
+:class:`~edgefuse.logs.LogReader`; ``mcap://DIR`` reads the split files in DIR as one log
+(:mod:`edgefuse.logs.logset`). ``rate=max`` (default) as fast as they decode; ``rate=R`` paced by
 :func:`~edgefuse.logs.replay` at R× real time (by receive stamps). The messages keep the log's three
 stamps. ``mcap://rel/log.mcap`` is relative (to ``base_dir`` when given), ``mcap:///abs/log.mcap``
 absolute. Damage the reader skips (corrupt chunks, undecodable messages) is counted in ``stats()`` as
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -46,24 +47,28 @@ def _rate(uri: str, value: str) -> float | None:
 
 
 class McapSource(Source):
-    """An MCAP log as a source (module doc). ``sleep`` and ``clock`` pace ``rate=R`` (injectable)."""
+    """An MCAP log as a source (module doc); ``path``: a file, a directory of split files, or a list of
+    them (read as one, :class:`~edgefuse.logs.logset.LogSet`). ``clock`` paces ``rate=R`` (injectable)."""
 
     live = False
 
     def __init__(
         self,
         uri: str,
-        path: Path,
+        path: Path | Sequence[Path],
         topics: list[str] | None = None,
         rate: float | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
     ):
-        from edgefuse.logs.reader import LogReader
+        from edgefuse.logs.logset import LogSet, log_files
 
-        self.uri, self.path, self.rate = uri, path, rate
-        if not path.is_file():
-            raise SourceUriError(f"{uri}: path {path}: expected an existing MCAP log")
-        self.reader = LogReader(path)
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+        self.uri, self.path, self.rate = uri, Path(paths[0]), rate
+        try:
+            files = log_files(paths)
+        except InputError as e:
+            raise SourceUriError(f"{uri}: {e}") from None
+        self.reader = LogSet(files)
         known = self.reader.topics()
         data_topics = [t for t, info in known.items() if info.payload in _KIND_OF_PAYLOAD]
         for t in topics or []:

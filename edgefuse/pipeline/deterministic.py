@@ -32,7 +32,8 @@ def run_deterministic(
 ) -> tuple[dict, list[LatencyRecord]]:
     """Every frame of ``messages`` (log order), one thread, ``now`` = each message's receive stamp, no
     drops, no deadline: the detections depend on the log and the backend only (the detection message's
-    log time is the receive stamp of the frame's last input). Returns (summary, latency records)."""
+    log time is the receive stamp of the frame's last input). ``log`` should be opened with
+    ``block=True`` (every message waits for room in its queue). Returns (summary, latency records)."""
     from edgefuse.tensors import TensorBuilder, TensorSpec
 
     core = FrameCore(kit, calibration, config)
@@ -42,6 +43,7 @@ def run_deterministic(
     records: list[LatencyRecord] = []
     dropped: dict[str, int] = {}
     errors: dict[str, int] = {}
+    last_error: list[str] = []
     t0 = clock()
     now = None
 
@@ -57,6 +59,7 @@ def run_deterministic(
                 decode(f, classes, config.score_threshold, clock)
             except Exception as e:  # noqa: BLE001 - bad input never ends the loop
                 errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                last_error[:] = [f"{type(e).__name__}: {e}"]
                 f.record.skipped = "error"
                 dropped["error"] = dropped.get("error", 0) + 1
                 continue
@@ -84,6 +87,8 @@ def run_deterministic(
     report = summary(core, records, dropped, clock() - t0, {
         "stopped": "stopped" if stop is not None and stop.is_set() else "end of input",
         "health": core.health(now if now is not None else 0), "errors": errors,
+        "last_error": last_error[0] if last_error else None,
         "backend": getattr(backend, "name", type(backend).__name__),
+        **({"logging": log.stats()} if log is not None else {}),
     })  # fmt: skip
     return report, records

@@ -12,7 +12,7 @@ from edgefuse.logs.clock import CLOCK_METADATA, host_clock_metadata
 from edgefuse.pipeline.loop import Pipeline
 from edgefuse.pipeline.report import write_outputs
 from edgefuse.pipeline.signals import StopRequest, install_signals
-from edgefuse.pipeline.sinks import McapSink, make_sinks
+from edgefuse.pipeline.sinks import LogPolicy, McapSink, make_sinks
 from edgefuse.pipeline.timebase import Timebase
 from edgefuse.runtime.contract import SensorOffer, check_contract, model_label
 
@@ -39,10 +39,13 @@ def run_live(
     udp: str | None = None,
     console: bool = False,
     log_inputs: bool = True,
+    log_policy: LogPolicy = LogPolicy(),
     status: TextIO | None = sys.stderr,
 ) -> dict:
     """``edgefuse run``: every sensor of the kit live (calibration from the kit unless ``calib_path``),
-    logged with the detections to ``out_dir/run.mcap``; stops on SIGINT/SIGTERM or after ``duration_s``."""
+    logged to ``out_dir/run.mcap`` — the detections always, the inputs with ``log_inputs``, on the log's
+    own thread, split and stopped on a full disk as ``log_policy`` says (``run_000.mcap`` … when split);
+    stops on SIGINT/SIGTERM or after ``duration_s``."""
     from edgefuse.rig import load_calibration, load_kit
     from edgefuse.sources import open_source
 
@@ -58,10 +61,10 @@ def run_live(
     req = StopRequest()
     restore = install_signals(req)
     try:
-        log = McapSink(out / "run.mcap", calib, kit, inputs=log_inputs)
+        log = McapSink(out / "run.mcap", calib, kit, inputs=log_inputs, policy=log_policy,
+                       metadata={CLOCK_METADATA: host_clock_metadata()})  # log times are the host clock
         pipe = None
         try:
-            log.write_metadata(CLOCK_METADATA, host_clock_metadata())  # log times are the host clock
             # warm up first, then open the sensors: a live sensor queues no stale data meanwhile
             pipe = Pipeline({}, kit, calib, backend, config=config, timebase=Timebase("live"),
                             sinks=make_sinks(udp, console), log=log, status=status)  # fmt: skip
@@ -75,6 +78,7 @@ def run_live(
                 r.source.close()  # also those opened before one failed to open
     finally:
         restore()
-    report.update({"kit": str(kit_path), "contract": notes, "outputs": {"log": str(out / "run.mcap")}})
+    files = [str(f) for f in log.rec.files]
+    report.update({"kit": str(kit_path), "contract": notes, "outputs": {"log": files[0], "log_files": files}})
     write_outputs(out, report, list(pipe.records))
     return report

@@ -21,11 +21,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-import numpy as np
-
 from edgefuse.frames import MS, NS, Clock, Frame, FrameCore, PipelineConfig
 from edgefuse.pipeline.queue import END, DropQueue
-from edgefuse.pipeline.report import summary
+from edgefuse.pipeline.report import status_line, summary
 from edgefuse.pipeline.sinks import McapSink
 from edgefuse.pipeline.stages import decode, infer, preprocess, warmup
 from edgefuse.pipeline.timebase import Timebase
@@ -70,7 +68,6 @@ class Pipeline:
         }
         self.frames_q = DropQueue(config.frame_queue)
         self.out_q = DropQueue(config.out_queue)
-        self.inputs_q = DropQueue(4096)  # inputs on their way to the log
         self.records: deque[LatencyRecord] = deque(maxlen=config.max_records)
         self.frames_total = 0
         self.dropped: dict[str, int] = {}
@@ -129,8 +126,7 @@ class Pipeline:
                 batch = core.admit(now, batch)  # a receive stamp off the host clock: counted, not logged
                 if self.log is not None and self.log.inputs:
                     for msg, _ in batch:
-                        if self.inputs_q.put(msg) is not None:
-                            self.dropped["log_input_overflow"] = self.dropped.get("log_input_overflow", 0) + 1
+                        self.log.write_input(msg)  # queued: the log writes on its own thread
                 try:
                     frames = core.update(now, batch)
                 except Exception as e:  # noqa: BLE001 - bad input never ends the loop
@@ -194,25 +190,13 @@ class Pipeline:
         finally:
             self.out_q.close()
 
-    def _write_inputs(self) -> None:
-        while len(self.inputs_q):
-            msg = self.inputs_q.get(0)
-            if msg is not None:
-                self.log.write_input(msg)
-
     def _sink_loop(self) -> None:
         while True:
             f = self.out_q.get(0.1)
-            if f is not None and f is not END:
-                self._publish(f)  # first: logging the inputs must not delay the publication
-            if self.log is not None:
-                try:
-                    self._write_inputs()
-                    self.log.tick()
-                except Exception as e:  # noqa: BLE001
-                    self._error("log", e)
             if f is END:
                 break
+            if f is not None:
+                self._publish(f)
 
     def _publish(self, f: Frame) -> None:
         for s in self.sinks:
@@ -288,25 +272,27 @@ class Pipeline:
         return h
 
     def queues(self) -> dict:
-        return {
-            name: {"depth": len(q), "max_depth": q.max_depth, "bound": q.maxlen}
-            for name, q in (("frames", self.frames_q), ("out", self.out_q), ("log_inputs", self.inputs_q))
-        }
+        out = {name: {"depth": len(q), "max_depth": q.max_depth, "bound": q.maxlen}
+               for name, q in (("frames", self.frames_q), ("out", self.out_q))}  # fmt: skip
+        none = {"depth": 0, "max_depth": 0, "bound": 0}
+        out["log_inputs"] = self.log.queue() if self.log is not None else none
+        return out
 
     def status_line(self) -> str:
+        """The once-a-second line (:func:`~edgefuse.pipeline.report.status_line`) of the run so far."""
         with self._lock:
             recs = list(self.records)[-50:]
-        e2e = [r.e2e_ns for r in recs if r.publish_ns is not None]
-        p = f"{np.percentile(e2e, 50) / MS:.0f}/{max(e2e) / MS:.0f}" if e2e else "-"
+            dropped = dict(self.dropped)
+            last_error = self.last_error
         health = self.health()
         backend = health.pop("backend")
-        sensors = " ".join(f"{k}:{v['rate_hz']:.0f}Hz" + ("(SILENT)" if v["status"] != "ok" else "")
-                           for k, v in health.items())  # fmt: skip
         hung = f" | BACKEND HUNG {backend['hung_for_s']:.1f}s" if backend["status"] == "hung" else ""
-        q = self.queues()
-        fq, oq = q["frames"], q["out"]
-        return (f"frames {self.frames_total} dropped {sum(self.dropped.values())} e2e p50/max {p} ms "
-                f"| {sensors} | q {fq['depth']}/{fq['bound']} {oq['depth']}/{oq['bound']}{hung}")  # fmt: skip
+        return status_line(
+            frames=self.frames_total, dropped=dropped, sync=self.core.sync.counters.as_dict(),
+            e2e_ns=[r.e2e_ns for r in recs if r.publish_ns is not None], health=health,
+            queues=self.queues(), log=self.log.stats() if self.log is not None else None,
+            last_error=last_error,
+        ) + hung  # fmt: skip
 
     def run(self, duration_s: float | None = None) -> dict:
         """Run until every source ends, :meth:`stop`, or ``duration_s`` of host time; returns the report
@@ -332,7 +318,11 @@ class Pipeline:
                     self.stop("duration")
                 if self.status is not None and now - last_status >= self.config.status_period_ns:
                     last_status = now
-                    print(("\r" if tty else "") + self.status_line(), end="" if tty else "\n",
+                    try:  # counters change under it (another thread): skip a line rather than stop
+                        line = self.status_line()
+                    except RuntimeError:
+                        continue
+                    print(("\r\x1b[K" if tty else "") + line, end="" if tty else "\n",
                           file=self.status, flush=True)  # fmt: skip
         finally:
             self._stop.set()
@@ -353,11 +343,6 @@ class Pipeline:
         return self.summary()
 
     def _flush_sinks(self) -> None:
-        if self.log is not None:
-            try:
-                self._write_inputs()
-            except Exception as e:  # noqa: BLE001
-                self._error("log", e)
         for s in [*self.sinks, *([self.log] if self.log is not None else [])]:
             try:
                 s.close()
@@ -374,5 +359,6 @@ class Pipeline:
             "last_error": self.last_error,
             "reader_errors": {k: r.error for k, r in self.readers.items() if r.error},
             "watchdog": {**self.watchdog, "watchdog_ms": self.config.watchdog_ns / MS},
+            **({"logging": self.log.stats()} if self.log is not None else {}),
             "backend": getattr(self.backend, "name", type(self.backend).__name__),
         })  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -13,7 +14,7 @@ from edgefuse.pipeline.deterministic import run_deterministic
 from edgefuse.pipeline.loop import Pipeline
 from edgefuse.pipeline.report import write_outputs
 from edgefuse.pipeline.signals import StopRequest, install_signals
-from edgefuse.pipeline.sinks import McapSink, make_sinks
+from edgefuse.pipeline.sinks import LogPolicy, McapSink, make_sinks
 from edgefuse.pipeline.timebase import Timebase
 from edgefuse.runtime.contract import SensorOffer, check_contract, model_label
 
@@ -54,7 +55,7 @@ def log_offers(reader, kit) -> dict[str, SensorOffer]:
 
 
 def run_replay(
-    log_path: str | Path,
+    log_path: str | Path | Sequence[str | Path],
     backend,
     out_dir: str | Path,
     *,
@@ -66,25 +67,26 @@ def run_replay(
     udp: str | None = None,
     console: bool = False,
     log_inputs: bool = False,
+    log_policy: LogPolicy = LogPolicy(),
     status: TextIO | None = None,
     handle_signals: bool = True,
 ) -> dict:
     """``edgefuse replay``: the log through the pipeline (``rate`` × real time, None = as fast as
-    possible; ``deterministic``: every frame, one thread). Writes ``out_dir/detections.mcap`` (the
-    detections, the calibration, the inputs too with ``log_inputs``) and the latency outputs; returns
-    the report."""
-    from edgefuse.logs import LogReader
+    possible; ``deterministic``: every frame, one thread). ``log_path``: an MCAP file, a directory of
+    split files, or a list of them, read as one log (:mod:`edgefuse.logs.logset`). Writes
+    ``out_dir/detections.mcap`` (the detections, the calibration, the inputs too with ``log_inputs``;
+    split and stopped on a full disk as ``log_policy`` says) and the latency outputs; returns the
+    report."""
+    from edgefuse.logs.logset import LogSet, log_files
     from edgefuse.logs.source import McapSource
     from edgefuse.rig import load_calibration
 
-    log_path = Path(log_path)
-    if not log_path.is_file():
-        raise InputError(f"{log_path}: no such log; expected an MCAP log (edgefuse sim record / record)")
-    reader = LogReader(log_path)
+    paths = log_files([log_path] if isinstance(log_path, (str, Path)) else list(log_path))
+    reader = LogSet(paths)
     kit = kit_for_log(reader, kit_path)
     calib = load_calibration(calib_path) if calib_path else reader.calibration()
     if calib is None:
-        raise InputError(f"{log_path}: no calibration attachment; pass --calib FILE")
+        raise InputError(f"{reader.path}: no calibration attachment; pass --calib FILE")
     notes = check_contract(backend.manifest, log_offers(reader, kit), model_label(backend))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,11 +94,12 @@ def run_replay(
     req = StopRequest()
     restore = install_signals(req) if handle_signals else (lambda: None)
     try:
-        log = McapSink(out / "detections.mcap", calib, kit, inputs=log_inputs)
+        clock_meta = reader.metadata().get(CLOCK_METADATA)
+        # log times stay the source log's: so does its wall-clock offset
+        meta = {CLOCK_METADATA: clock_meta} if clock_meta is not None else None
+        log = McapSink(out / "detections.mcap", calib, kit, inputs=log_inputs, policy=log_policy,
+                       block=deterministic, metadata=meta)  # fmt: skip
         try:
-            clock_meta = reader.metadata().get(CLOCK_METADATA)
-            if clock_meta is not None:  # log times stay the source log's: so does its wall-clock offset
-                log.write_metadata(CLOCK_METADATA, clock_meta)
             if deterministic:
                 stop = threading.Event()
                 req.attach(lambda _n: stop.set())
@@ -106,7 +109,7 @@ def run_replay(
                 if req.name:
                     report["stopped"] = req.name
             else:
-                src = McapSource(f"mcap://{log_path}", log_path, rate=rate)
+                src = McapSource(f"mcap://{paths[0]}", paths, rate=rate)
                 pipe = Pipeline({"log": src}, kit, calib, backend, config=config,
                                 timebase=Timebase("paced", rate) if rate else Timebase("event"),
                                 sinks=sinks, log=log, status=status)  # fmt: skip
@@ -117,8 +120,9 @@ def run_replay(
             log.close()  # idempotent: the run closed it already unless set-up failed
     finally:
         restore()
-    report.update({"log": str(log_path), "rate": rate if not deterministic else None, "contract": notes,
-                   "deterministic": deterministic,
-                   "outputs": {"log": str(out / "detections.mcap")}})  # fmt: skip
+    files = [str(f) for f in log.rec.files]
+    report.update({"log": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
+                   "rate": rate if not deterministic else None, "deterministic": deterministic,
+                   "contract": notes, "outputs": {"log": files[0], "log_files": files}})  # fmt: skip
     write_outputs(out, report, records)
     return report
