@@ -6,7 +6,9 @@ e.g. intensity, doppler), ``radar_optional_features`` it uses where the radar me
 radar without one gets it masked, never another quantity in its place). A kit offers, per sensor, its kind
 and the fields its driver gives (:class:`SensorOffer`; None where they are known only once data arrive,
 e.g. a PCD folder). :func:`check_contract` refuses a mismatch with one line naming the sensor, the field
-and what the driver gives, and returns notes on the optional fields that will be masked.
+and what the driver gives, and returns notes on what will run empty or masked: a sensor of the model the kit
+lacks (its input stays invalid, as when a sensor dies — the model is trained with modality dropout) and
+the optional fields a radar lacks.
 """
 
 from __future__ import annotations
@@ -50,12 +52,11 @@ def check_contract(manifest, offers: Mapping[str, SensorOffer], model: str) -> l
     wanted += [(s, "radar", spec.radar_features[3:]) for s in spec.radars]
     for sid, kind, required in wanted:
         offer = offers.get(sid)
-        if offer is None:
+        if offer is None:  # a subset of the model's sensors: that input stays invalid, as for a dead sensor
             have = sorted(o.sensor_id for o in offers.values() if o.kind == kind)
-            raise ContractError(
-                f"{model}: needs {kind} {sid!r}; the kit's {kind}s are {have or 'none'} "
-                "(sensor ids must match the model's tensor spec)"
-            )
+            notes.append(f"{sid}: not in the kit (its {kind}s: {have or 'none'}); the model's {kind} input "
+                         "stays empty")  # fmt: skip
+            continue
         if offer.kind != kind:
             raise ContractError(f"{model}: needs {sid!r} as a {kind}; the kit has it as a {offer.kind}")
         if kind == "camera":
