@@ -61,7 +61,10 @@ def served(tmp_path_factory):
         info.update(i)
         ready.set()
 
-    th = threading.Thread(target=lambda: result.update(serve(config, on_ready=on_ready)))
+    statuses: list[dict] = []
+    th = threading.Thread(
+        target=lambda: result.update(serve(config, on_ready=on_ready, on_status=statuses.append))
+    )
     th.start()
     try:
         assert ready.wait(60)
@@ -79,7 +82,7 @@ def served(tmp_path_factory):
     for r in readers.values():
         r.stop()
     return {"info": info, "result": result, "got": got, "stats": stats, "config": config,
-            "links": links_while_serving, "tmp": tmp}  # fmt: skip
+            "links": links_while_serving, "tmp": tmp, "statuses": statuses}  # fmt: skip
 
 
 def _sim_messages(sensors, **kw) -> list:
@@ -103,6 +106,9 @@ def test_ready_info_names_every_uri_and_link(served):
     )
     for sid, s in result["sensors"].items():  # counted, not timed: each frame is late or not
         assert 0 <= s["late"] <= s["frames"] and s["late_ms_max"] >= s["late_ms_p50"], sid
+    # a status a second while it runs (a 2 s run has one at 1 s), with every sensor's counts
+    assert served["statuses"] and all(st["stopped"] == "running" for st in served["statuses"])
+    assert set(served["statuses"][0]["sensors"]) == set(result["sensors"])
 
 
 def test_lidar_sweeps_decode_to_the_simulated_returns(served):

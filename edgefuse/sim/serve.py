@@ -411,9 +411,11 @@ def serve(
                 now = clock()
                 if sender.error is not None:
                     raise sender.error
-                if now >= next_status and on_status is not None:
-                    on_status(_summary(config, stats, wires, truth, epoch, now, cpu0, "running"))
-                    next_status += NS
+                if now >= next_status:
+                    if on_status is not None:
+                        on_status(_summary(config, stats, wires, truth, epoch, now, cpu0, "running"))
+                    while next_status <= now:
+                        next_status += NS
                 wait = epoch + s.due_ns - lookahead - now
                 if wait <= 0 or stop.is_set():
                     break

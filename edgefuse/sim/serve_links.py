@@ -79,7 +79,24 @@ class PtyLink:
         except (BlockingIOError, OSError):
             return b""
 
-    def close(self) -> None:
+    def unread(self) -> int:
+        """Bytes written that the reader has not taken yet."""
+        import fcntl
+        import struct
+        import termios
+
+        try:
+            return struct.unpack("i", fcntl.ioctl(self.slave, termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:
+            return 0
+
+    def close(self, linger_s: float = 0.5) -> None:
+        """Wait up to ``linger_s`` for a reader to take what was written (closing drops it), then remove
+        the link and close the pty."""
+        deadline = time.monotonic() + linger_s
+        time.sleep(min(0.05, linger_s))  # the pty moves written bytes to the reader's side asynchronously
+        while self.unread() and time.monotonic() < deadline:
+            time.sleep(0.01)
         try:
             if os.readlink(self.link) == self.path:
                 self.link.unlink()
