@@ -248,6 +248,7 @@ def test_lateness_is_counted_against_the_threshold():
         ({"sensors": ("lidar_top", "sonar")}, "--sensors"),
         ({"duration_s": 0}, "--duration"),
         ({"endpoints": ServeEndpoints(link_dir="rel/dir")}, "absolute"),
+        ({"endpoints": ServeEndpoints(lidar_port=0)}, "--lidar-port 0: expected 1..65535"),
     ],
 )
 def test_bad_config_names_the_option(kw, needle):

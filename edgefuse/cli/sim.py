@@ -94,7 +94,7 @@ def cmd_sim_serve(args) -> dict:
         sensors = [s for s in sensors if s != "radar_front"]
     link_dir = os.path.abspath(args.link_dir)
     ep = ServeEndpoints(args.host, args.lidar_port, args.camera_port, args.odom_port, args.imu_port, link_dir)
-    truth = None if args.truth == "none" else (args.truth or os.path.join(link_dir, "truth.mcap"))
+    truth = None if args.truth == "none" else os.path.abspath(args.truth) if args.truth else "truth.mcap"
     config = ServeConfig(
         args.scenario, args.seed, _sim_params(args.param), args.duration, tuple(sensors), ep,
         _size(args.camera_size) if args.camera_size else ServeConfig.camera_size, args.camera_fps,

@@ -61,10 +61,11 @@ _ORDER = {sid: i for i, sid in enumerate(SENSOR_IDS)}
 @dataclass(frozen=True)
 class ServeConfig:
     """What ``sim serve`` serves and how (docs/sim.md). ``camera_size``: (width, height) rendered, the
-    calibrated 16:9 sensor scaled; ``camera_fps``: 30 / n; ``truth``: the ground-truth MCAP path (None:
-    none); ``late_ms``: the lateness threshold; ``lookahead_ms``: how far ahead of real time the plan
-    is computed; ``skip_behind``: skip captures already a period late (False: send every frame, however
-    late — a complete, reproducible stream on a machine too slow for real time)."""
+    calibrated 16:9 sensor scaled; ``camera_fps``: 30 / n; ``truth``: the ground-truth MCAP path, a
+    relative one in ``endpoints.link_dir`` (None: none); ``late_ms``: the lateness threshold;
+    ``lookahead_ms``: how far ahead of real time the plan is computed; ``skip_behind``: skip captures
+    already a period late (False: send every frame, however late — a complete, reproducible stream on a
+    machine too slow for real time)."""
 
     scenario: str = "default"
     seed: int = 0
@@ -75,7 +76,7 @@ class ServeConfig:
     camera_size: tuple[int, int] = DEFAULT_CAMERA_SIZE
     camera_fps: float = CAMERA_FPS
     jpeg_quality: int = 90
-    truth: str | None = "/tmp/edgefuse-sim/truth.mcap"
+    truth: str | None = "truth.mcap"
     late_ms: float = 10.0
     lookahead_ms: float = 250.0
     skip_behind: bool = True
@@ -109,8 +110,20 @@ class ServeConfig:
                 f"sim serve: expected --late-ms > 0 and lookahead_ms > 0, "
                 f"got {self.late_ms}, {self.lookahead_ms}"
             )
-        if not Path(self.endpoints.link_dir).is_absolute():
-            raise InputError(f"sim serve --link-dir {self.endpoints.link_dir}: expected an absolute path")
+        ep = self.endpoints
+        if not Path(ep.link_dir).is_absolute():
+            raise InputError(f"sim serve --link-dir {ep.link_dir}: expected an absolute path")
+        for name in ("lidar_port", "odom_port", "imu_port", "camera_port"):
+            low = 0 if name == "camera_port" else 1  # the camera's server may take any free port
+            if not low <= getattr(ep, name) <= 65535:
+                raise InputError(
+                    f"sim serve --{name.replace('_', '-')} {getattr(ep, name)}: expected {low}..65535"
+                )
+
+    @property
+    def truth_path(self) -> str | None:
+        """Where the ground truth goes (None: nowhere)."""
+        return None if self.truth is None else str(Path(self.endpoints.link_dir, self.truth))
 
     @property
     def camera_every(self) -> int:
@@ -375,13 +388,13 @@ def serve(
     sim = Simulator(
         config.scenario,
         config.seed,
-        truth=config.truth is not None,
+        truth=config.truth_path is not None,
         jpeg_quality=config.jpeg_quality,
         camera_size=tuple(config.camera_size),
         **config.params,
     )
     stats = {sid: SensorStats() for sid in config.sensors}
-    truth = TruthLog(config.truth, sim) if config.truth is not None else None
+    truth = TruthLog(config.truth_path, sim) if config.truth_path is not None else None
     pace = Pace(clock=clock, skip=config.skip_behind)
     if truth is not None:
         pace.truth = truth.add
