@@ -149,6 +149,8 @@ def test_camera_frames_decode_and_show_the_simulated_scene(served):
     sim = [m.payload.data for m in _sim_messages(("cam_front",), lossless=True, camera_size=(320, 180))]
     assert served["result"]["sensors"]["cam_front"]["frames"] == len(sim)
     assert len(frames) >= 5 and all(isinstance(m.payload, Image) for m in frames)
+    assert served["result"]["camera_clients"] == 1
+    assert served["result"]["camera_frames_to_clients"] >= len(frames)
 
     def small(img):  # the sensor noise averaged out
         return cv2.resize(img, (80, 45), interpolation=cv2.INTER_AREA).astype(np.float32)
