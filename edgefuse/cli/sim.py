@@ -51,10 +51,12 @@ def _size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _ready_lines(info: dict) -> list[str]:
-    """What `sim serve` prints at start: each sensor's wire and the URI a kit reads it with."""
+def _ready_lines(info: dict, kit: str | None) -> list[str]:
+    """What `sim serve` prints at start: each sensor's wire and the URI a kit reads it with (``kit``: a
+    kit file that reads exactly these, if there is one)."""
     cam = info["camera"]
-    lines = ["sim serve: the simulated rig, live (read it with: edgefuse run --kit sensors/sim-serve.yaml)"]
+    how = f"edgefuse run --kit {kit}" if kit else "--kit-out KIT.yaml writes a kit for these endpoints"
+    lines = [f"sim serve: the simulated rig, live (read it with: {how})"]
     wires = {
         "lidar_top": f"VLP-32C UDP → {info['lidar']}",
         "radar_front": f"TI mmWave UART on pty {info['radar_pty']} ({', '.join(info['links'].values())})",
@@ -86,6 +88,7 @@ def cmd_sim_serve(args) -> dict:
     import sys
 
     from edgefuse.sim.rig import ServeEndpoints, write_serve_kit
+    from edgefuse.sim.run import SENSOR_IDS
     from edgefuse.sim.serve import ServeConfig, serve
 
     as_json = bool(getattr(args, "json", False))
@@ -105,13 +108,17 @@ def cmd_sim_serve(args) -> dict:
 
     def ready(info: dict) -> None:
         served.update(info)
+        ep_served = ServeEndpoints(**info["endpoints"])
+        kit = None
         if args.kit_out:
-            ep_served = ServeEndpoints(**info["endpoints"])
             info["kit"] = write_serve_kit(args.kit_out, ep_served, config.camera_fps)
+            kit = info["kit"]["kit"]
+        elif ep_served == ServeEndpoints() and config.camera_fps == 30 and sensors == list(SENSOR_IDS):
+            kit = "sensors/sim-serve.yaml"
         if as_json:
             print(json.dumps({"ready": info}), file=sys.stderr, flush=True)
         else:
-            print("\n".join(_ready_lines(info)), flush=True)
+            print("\n".join(_ready_lines(info, kit)), flush=True)
 
     def status(s: dict) -> None:
         if not as_json:

@@ -366,10 +366,6 @@ class _Sender(threading.Thread):
         except BaseException as e:  # reported by serve()
             self.error = e
 
-    def backlog(self) -> int:
-        with self.cond:
-            return len(self.queue)
-
 
 def serve(
     config: ServeConfig = ServeConfig(),
