@@ -259,6 +259,19 @@ class CameraModel:
             distortion = np.zeros(5 if model == "pinhole" else 4)
         return CameraModel(width, height, K, distortion, model)
 
+    def resized(self, width: int, height: int) -> CameraModel:
+        """The same camera read out at ``width``×``height`` pixels (the whole sensor scaled, as binning
+        does): K scaled per axis with pixel centres kept (``c' = (c + 0.5)·s − 0.5``, ``f' = f·s``), the
+        distortion (in normalized coordinates) unchanged."""
+        sx, sy = width / self.width, height / self.height
+        K = self.K.copy()
+        K[0, 0] *= sx
+        K[0, 1] *= sx
+        K[1, 1] *= sy
+        K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
+        K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+        return CameraModel(width, height, K, self.distortion, self.model)
+
     def distort_normalized(self, xy: np.ndarray) -> np.ndarray:
         """(N, 2) ideal normalized coordinates (x/z, y/z) → (N, 2) distorted normalized coordinates."""
         x, y = xy[:, 0], xy[:, 1]

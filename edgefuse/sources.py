@@ -31,7 +31,9 @@ SCHEMES: tuple[str, ...] = (
     "images",
     "gst",
     "csi",
+    "http",
     "nmea",
+    "ego-udp",
     "mcap",
     "sim",
 )
@@ -101,6 +103,14 @@ def _nmea_stats(src: Any) -> dict[str, int]:
     return out
 
 
+def _ego_stats(src: Any) -> dict[str, int]:
+    out = {"datagrams": src.stats["datagrams"], "dropped.oldest": src.stats["dropped_oldest"]}
+    for k, v in src.stats.items():
+        if k not in ("datagrams", "dropped_oldest", "messages"):
+            out[k if k == "idle_timeout" else f"error.{k}"] = v
+    return out
+
+
 def _resolve(path: str, base_dir: Path | None) -> str:
     """``path`` against ``base_dir`` when it is relative and a base is given."""
     if base_dir is None or not path or Path(path).is_absolute():
@@ -155,7 +165,7 @@ def open_source(uri: str, sensor_id: str | None = None, base_dir: Path | None = 
 
         src = open_ti_mmwave(uri, sensor_id or "ti_mmwave", base_dir=base_dir)
         return AdaptedSource(src, uri, "radar", scheme == "ti-mmwave", _ti_stats)
-    elif scheme in ("v4l2", "video", "images", "gst", "csi"):
+    elif scheme in ("v4l2", "video", "images", "gst", "csi", "http"):
         from edgefuse.adapters.camera import open_camera
 
         target = uri
@@ -169,6 +179,11 @@ def open_source(uri: str, sensor_id: str | None = None, base_dir: Path | None = 
         from edgefuse.adapters.gnss import open_nmea
 
         return AdaptedSource(open_nmea(uri, sensor_id or "gnss"), uri, "gnss", True, _nmea_stats)
+    elif scheme == "ego-udp":
+        from edgefuse.adapters.ego_udp import open_ego_udp
+
+        src = open_ego_udp(uri, sensor_id)
+        return AdaptedSource(src, uri, src.kind, True, _ego_stats)
     elif scheme == "mcap":
         from edgefuse.logs.source import open_mcap
 

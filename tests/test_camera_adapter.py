@@ -438,3 +438,79 @@ def test_bgr_to_rgb_variants():
         bgr_to_rgb(np.zeros((2, 2, 2), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         bgr_to_rgb(np.zeros((2, 2, 3), np.float32))
+
+
+# ---------------------------------------------------------------- MJPEG over HTTP
+
+
+class _MjpegCamera:
+    """An IP camera on 127.0.0.1 (stdlib http.server): GET /video.mjpg streams ``frames`` (BGR) as
+    multipart/x-mixed-replace JPEG parts, one every 20 ms, then keeps the connection open."""
+
+    def __init__(self, frames: list[np.ndarray]):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        parts = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for f in frames]
+        self.done = threading.Event()
+        done = self.done
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                if self.path != "/video.mjpg":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=cam")
+                self.end_headers()
+                try:
+                    for jpg in parts:
+                        head = b"--cam\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg)
+                        self.wfile.write(head)
+                        self.wfile.write(jpg + b"\r\n")
+                        self.wfile.flush()
+                        time.sleep(0.02)
+                    done.wait(10)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self.done.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_mjpeg_over_http_frames_decode_in_rgb():
+    """Flat colour frames (BGR on the wire) come back as RGB, in order, each once or skipped (the grabber
+    keeps the newest), stamped by the host clock; a URL with no server is an error naming it."""
+    colours = [(14 * k, 255 - 14 * k, 37 * k % 256) for k in range(18)]  # BGR, 18 distinct
+    cam = _MjpegCamera([np.full((48, 64, 3), c, np.uint8) for c in colours])
+    try:
+        with open_camera(f"http://127.0.0.1:{cam.port}/video.mjpg", "ipcam") as src:
+            assert src.live and src.info["scheme"] == "http"
+            got = []
+            deadline = time.monotonic() + 10
+            while len(got) < 6 and time.monotonic() < deadline:
+                m = src.read(0.5)
+                if m is not None:
+                    got.append(m)
+    finally:
+        cam.close()
+    assert len(got) >= 6
+    rgb = [tuple(int(v) for v in m.payload.data[24, 32]) for m in got]
+    expected = [(c[2], c[1], c[0]) for c in colours]
+    pos = [int(np.argmin(np.abs(np.array(expected) - p).sum(axis=1))) for p in rgb]
+    for p, i in zip(rgb, pos, strict=True):
+        assert max(abs(a - b) for a, b in zip(p, expected[i], strict=True)) <= 3  # JPEG q95 on a flat colour
+    assert all(np.diff(pos) > 0)  # in order, none twice
+    assert all(m.payload.data.shape == (48, 64, 3) and m.sensor_id == "ipcam" for m in got)
+    assert all(np.diff([m.stamp_ns for m in got]) > 0) and got[0].stamp_ns == got[0].recv_ns
+    with pytest.raises(CameraUriError, match=f"127.0.0.1:{cam.port}"):
+        open_camera(f"http://127.0.0.1:{cam.port}/video.mjpg", open_timeout_s=5)

@@ -1,16 +1,14 @@
 """The simulator's message generator and shells: determinism, clocks and their recorded truth, ground
-truth, ego sensors, the record CLI (also SIGKILLed), the live sim:// source and `sim serve` end to end."""
+truth, ego sensors, the record CLI (also SIGKILLed) and the live sim:// source (`sim serve`:
+test_sim_serve.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,7 +20,7 @@ from edgefuse.cli import main
 from edgefuse.errors import InputError
 from edgefuse.logs import LogReader
 from edgefuse.sim.rig import sim_calibration
-from edgefuse.sim.run import Simulator, parse_sim_uri, record, serve, sim_source
+from edgefuse.sim.run import Simulator, parse_sim_uri, record, sim_source
 from edgefuse.types import CompressedImage, Detections, Imu, Odometry, PointCloud, RadarScan
 
 NS = 1_000_000_000
@@ -311,65 +309,3 @@ def test_live_source_is_paced_by_the_injected_clock():
     assert clock.slept == pytest.approx(0.5, abs=0.05)  # real-time pacing: slept ≈ the simulated span
 
 
-# ---------------------------------------------------------------- serve
-
-
-def test_serve_emits_velodyne_udp_and_ti_uart_frames():
-    from edgefuse.adapters.ti_mmwave.protocol import FrameDecoder
-    from edgefuse.adapters.velodyne.calibration import vlp32c
-    from edgefuse.adapters.velodyne.packet import decode_packets
-
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)  # a sweep arrives as one burst
-    rx.bind(("127.0.0.1", 0))
-    rx.settimeout(0.2)
-    port = rx.getsockname()[1]
-    ready = threading.Event()
-    info: dict = {}
-    radar_bytes = bytearray()
-
-    def on_ready(d):
-        info.update(d)
-        ready.set()
-
-    result: dict = {}
-    th = threading.Thread(
-        target=lambda: result.update(serve("default", 1, 0.45, lidar_port=port, on_ready=on_ready))
-    )
-    th.start()
-    assert ready.wait(60)
-    fd = os.open(info["radar_pty"], os.O_RDONLY | os.O_NONBLOCK)
-    packets = []
-    try:
-        while True:
-            try:
-                packets.append(rx.recv(2048))
-            except TimeoutError:
-                if not th.is_alive():
-                    break
-            try:
-                radar_bytes += os.read(fd, 65536)
-            except BlockingIOError:
-                pass
-    finally:
-        th.join(60)
-        try:
-            radar_bytes += os.read(fd, 65536)
-        except (BlockingIOError, OSError):
-            pass
-        os.close(fd)
-        rx.close()
-    assert result["lidar_sweeps"] >= 3 and len(packets) == result["lidar_packets"]
-    assert all(len(p) == 1206 for p in packets)
-    pts = decode_packets(packets, vlp32c())
-    # the same returns as the sim's own LiDAR messages of those sweeps, ranges to the 4 mm wire resolution
-    sim = Simulator("default", 1, sensors=("lidar_top",), truth=False)
-    clouds = [m.payload for m in sim.messages(int(0.45 * NS)) if m.sensor_id == "lidar_top"]
-    assert len(clouds) == result["lidar_sweeps"]
-    assert len(pts) == sum(len(c) for c in clouds) > 10_000
-    r_sent = np.sort(np.linalg.norm(pts.xyz, axis=1))
-    r_sim = np.sort(np.concatenate([np.linalg.norm(c.xyz, axis=1) for c in clouds]))
-    assert np.max(np.abs(r_sent - r_sim)) < 0.01
-    frames = FrameDecoder().feed(bytes(radar_bytes))
-    assert len(frames) >= 5 and result["radar_frames"] >= len(frames)
-    assert sum(len(f) for f in frames) > 0

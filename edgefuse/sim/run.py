@@ -1,5 +1,5 @@
-"""The simulator's message generator and its three shells: record to MCAP, live ``sim://`` source, and
-``serve`` (real VLP-32C UDP packets + TI mmWave UART frames on a pty).
+"""The simulator's message generator and its shells: record to MCAP and the live ``sim://`` source
+(``sim serve``, the whole rig over real sensor wires, is :mod:`edgefuse.sim.serve`).
 
 Core: :class:`Simulator` walks the capture schedule of every sensor in true-time order (camera 30 Hz,
 LiDAR 10 Hz stamped at sweep end, radar 20 Hz, odometry 50 Hz, IMU 200 Hz, each on its own drifting
@@ -25,7 +25,6 @@ from __future__ import annotations
 import heapq
 import math
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,7 +61,9 @@ class Simulator:
 
     ``sensors``: the sensor ids to simulate (default all of :data:`SENSOR_IDS`); ``lossless``: camera
     frames as rgb8 :class:`~edgefuse.types.Image` instead of JPEG; ``truth``: emit the ground-truth
-    messages; ``camera_model``: "pinhole" or "fisheye"."""
+    messages; ``camera_model``: "pinhole" or "fisheye"; ``camera_size``: (width, height) to render the
+    camera at instead of its calibrated size (the whole sensor scaled, :meth:`CameraModel.resized`; the
+    calibration keeps the full size, which is how a binned camera is calibrated)."""
 
     def __init__(
         self,
@@ -74,6 +75,7 @@ class Simulator:
         truth: bool = True,
         camera_model: str = "pinhole",
         jpeg_quality: int = 90,
+        camera_size: tuple[int, int] | None = None,
         **params,
     ):
         from edgefuse.sim.lidar import vlp32c_model
@@ -92,6 +94,8 @@ class Simulator:
         self.lossless = lossless
         self.truth = truth
         self.jpeg_quality = int(jpeg_quality)
+        cam = self.calibration.cameras["cam_front"]
+        self.rendered_camera = cam if camera_size is None else cam.resized(*camera_size)
         self.lidar_model = vlp32c_model()
         self.radar_model = RadarModel()
         self.ego_noise = EgoNoise.for_seed(self.seed)
@@ -156,7 +160,7 @@ class Simulator:
         if sid == "cam_front":
             from edgefuse.sim.camera import render_camera
 
-            img = render_camera(self.world.scene_at(t), self.calibration.cameras[sid], T, rng)
+            img = render_camera(self.world.scene_at(t), self.rendered_camera, T, rng)
             if self.lossless:
                 out.append(Capture(msg(Image(img))))
             else:
@@ -356,113 +360,6 @@ def sim_source(
             frame=msg.frame,
             seq=msg.seq,
         )
-
-
-# ================================================================ serve
-
-
-def _open_pty() -> tuple[int, int, str]:
-    """A raw pty pair: (master fd, non-blocking; slave fd; slave path). The slave stays open in this
-    process so writes never fail with EIO while no reader is attached."""
-    import pty
-    import tty
-
-    master, slave = pty.openpty()
-    tty.setraw(slave)
-    os.set_blocking(master, False)
-    return master, slave, os.ttyname(slave)
-
-
-def _lidar_packets(sim: Simulator, horizon_ns: int, vcal) -> Iterator[tuple[int, int, bytes]]:
-    """(true due time, sweep index, packet) of every VLP-32C packet, in time order: a packet is due when
-    its last firing is done plus the LiDAR's transport latency, so packets arrive spread over the sweep
-    as a real sensor sends them. Each sweep is computed when its first packet is needed."""
-    from edgefuse.adapters.velodyne.packet import encode_packets
-
-    c = sim.clocks["lidar_top"]
-    per_packet = 12 * vcal.sequences_per_block
-    last_firing = int(sim.lidar_model.firing_offset_ns.max())
-    k = 0
-    while c.capture_time(k) < horizon_ns:
-        t = c.capture_time(k)
-        _, f = sim.sweep(t, k)
-        # the packets carry the LiDAR's own clock (µs past the hour)
-        first = int(c.offset_ns + f.t_ns[0] * (1.0 + c.drift_ppm * 1e-6))
-        for p, pkt in enumerate(encode_packets(f.azimuth_rad, f.range_m, f.intensity, first, vcal)):
-            done = int(f.t_ns[min((p + 1) * per_packet, len(f.t_ns)) - 1]) + last_firing
-            yield max(done, 0) + c.latency_ns, k, pkt
-        k += 1
-
-
-def serve(
-    scenario: str = "default",
-    seed: int = 0,
-    duration_s: float | None = None,
-    *,
-    lidar_host: str = "127.0.0.1",
-    lidar_port: int = 2368,
-    radar: bool = True,
-    on_ready: Callable[[dict], None] | None = None,
-    clock: Callable[[], int] = time.monotonic_ns,
-    sleep: Callable[[float], None] = time.sleep,
-    **params,
-) -> dict:
-    """Emit the sim's LiDAR as VLP-32C UDP packets to ``lidar_host:lidar_port`` (each when its firings
-    are done, plus latency) and its radar as TI mmWave UART frames (SDK 3.x, at their receive times) on a
-    pty, paced in real time. ``on_ready`` gets ``{"lidar": "host:port", "radar_pty": path}`` before the
-    first packet. A full pty (no reader) drops frames, as a UART would; the drops are counted. Returns
-    counts."""
-    from edgefuse.adapters.ti_mmwave.protocol import encode_frame
-    from edgefuse.adapters.velodyne.calibration import vlp32c
-
-    sim = Simulator(scenario, seed, sensors=("lidar_top",), truth=False, **params)
-    vcal = vlp32c()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    master, slave, pty_path = _open_pty() if radar else (None, None, None)
-    stats = {
-        "lidar": f"{lidar_host}:{lidar_port}",
-        "radar_pty": pty_path,
-        "lidar_packets": 0,
-        "lidar_sweeps": 0,
-        "radar_frames": 0,
-        "radar_dropped": 0,
-    }
-    if on_ready is not None:
-        on_ready({"lidar": stats["lidar"], "radar_pty": pty_path})
-    horizon = int(round(duration_s * _NS)) if duration_s is not None else 2**62
-    streams = [((due, 0, k, pkt) for due, k, pkt in _lidar_packets(sim, horizon, vcal))]
-    if radar:
-        radar_sim = Simulator(scenario, seed, sensors=("radar_front",), truth=False, **params)
-        streams.append((c.message.recv_ns, 1, c.message.seq, c.message) for c in radar_sim.captures(horizon))
-    start = clock()
-    try:
-        for due, kind, k, item in heapq.merge(*streams, key=lambda e: (e[0], e[1])):
-            now = clock()
-            if start + due > now:
-                sleep((start + due - now) / _NS)
-            if kind == 0:
-                sock.sendto(item, (lidar_host, lidar_port))
-                stats["lidar_packets"] += 1
-                stats["lidar_sweeps"] = k + 1
-                continue
-            scan = item.payload
-            frame = encode_frame(
-                scan,
-                frame_number=item.seq + 1,
-                snr_db=scan.column("snr"),
-                noise_db=np.zeros(len(scan), np.float32),
-            )
-            try:
-                os.write(master, frame)
-                stats["radar_frames"] += 1
-            except BlockingIOError:
-                stats["radar_dropped"] += 1
-    finally:
-        sock.close()
-        if master is not None:
-            os.close(master)
-            os.close(slave)
-    return stats
 
 
 # ================================================================ preview

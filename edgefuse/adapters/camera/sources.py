@@ -10,6 +10,8 @@ URIs (query parameters after the last ``?`` when it reads ``key=value[&key=value
   is the pipeline). Live.
 - ``csi://N?width=1920&height=1080&fps=30&flip=0`` — a Jetson CSI camera: builds the
   ``nvarguscamerasrc sensor-id=N`` pipeline (:func:`csi_pipeline`). Live.
+- ``http://HOST:PORT/PATH`` — an MJPEG-over-HTTP stream (``multipart/x-mixed-replace``, as IP cameras and
+  ``edgefuse sim serve`` serve it), opened by OpenCV's FFmpeg backend; the URL is passed whole. Live.
 - ``video://clip.mp4?rate=realtime|max&loop=0|1`` — a video file. Stamps: ``CAP_PROP_POS_MSEC`` of each
   frame (media time from the start of the file, ns). ``rate=realtime`` (default) delivers frames when
   they are due on the host clock, like a camera would; ``rate=max`` as fast as they are read. ``loop=1``
@@ -56,7 +58,7 @@ from edgefuse.types import Image, Message
 
 log = logging.getLogger("edgefuse.adapters.camera")
 
-SCHEMES = ("v4l2", "video", "images", "gst", "csi")
+SCHEMES = ("v4l2", "video", "images", "gst", "csi", "http")
 
 _NS_PER_S = 1_000_000_000
 
@@ -74,8 +76,8 @@ class GStreamerMissingError(InputError):
 
 def split_uri(uri: str) -> tuple[str, str, dict[str, str]]:
     """``scheme://target?k=v&…`` → (scheme, target, params). The query is the part after the last ``?``
-    only when it is ``key=value`` pairs (so a glob's ``?`` wildcard stays in the target); ``gst://`` is
-    never split (the pipeline is the target)."""
+    only when it is ``key=value`` pairs (so a glob's ``?`` wildcard stays in the target); ``gst://`` and
+    ``http://`` are never split (the pipeline / the URL is the target)."""
     scheme, sep, rest = uri.partition("://")
     if not sep or not scheme:
         raise CameraUriError(f"camera URI {uri!r}: expected scheme://target, one of {', '.join(SCHEMES)}")
@@ -84,7 +86,7 @@ def split_uri(uri: str) -> tuple[str, str, dict[str, str]]:
             f"camera URI {uri!r}: unknown scheme {scheme!r}, expected one of {', '.join(SCHEMES)}"
         )
     params: dict[str, str] = {}
-    if scheme != "gst":
+    if scheme not in ("gst", "http"):
         head, q, query = rest.rpartition("?")
         if q and re.fullmatch(r"[A-Za-z_]\w*=[^&=]*(&[A-Za-z_]\w*=[^&=]*)*", query):
             rest = head
@@ -592,6 +594,14 @@ def open_camera(
     elif scheme == "gst":
         open_capture, cap = _open_gst(uri, target, capture_factory, build_info, open_timeout_s)
         info["pipeline"] = target
+    elif scheme == "http":
+        def open_capture() -> Any:
+            return capture_factory(uri, cv2.CAP_FFMPEG)
+
+        cap = _open_bounded(uri, open_capture, open_timeout_s)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraUriError(f"camera URI {uri!r}: no MJPEG stream there (is the camera / sim serve up?)")
     else:  # csi
         _check_params(uri, params, ("width", "height", "fps", "flip"))
         if not target.isdigit():
