@@ -140,6 +140,9 @@ class FrameCore:
         self.sensors: dict[str, SensorHealth] = {s.id: SensorHealth() for s in kit.sensors}
         self.ignored: dict[str, int] = {}
         self._odom: deque[Message] = deque(maxlen=100)
+        # the ego trajectory comes from the kit's vehicle odometry only: a GNSS fix is an antenna in an ENU
+        # plane with NaN where it measures nothing (yaw rate, heading at standstill), not base_link motion
+        self.ego_ids = {s.id for s in kit.sensors if s.kind == "odometry"}
         self._recv: dict[tuple[str, int], tuple[int, int]] = {}  # (sensor, mapped stamp) → (host, msg recv)
         self._seq = 0
 
@@ -180,7 +183,7 @@ class FrameCore:
                 self._reject(sid, "stamp_far_from_recv")
                 continue
             if isinstance(m.payload, Odometry):
-                if not self._odom or m.stamp_ns > self._odom[-1].stamp_ns:
+                if sid in self.ego_ids and (not self._odom or m.stamp_ns > self._odom[-1].stamp_ns):
                     self._odom.append(m)
                 continue
             if sid in self.spec.sensors:

@@ -304,3 +304,34 @@ def test_pipeline_config_names_a_bad_bound(field):
 
     with pytest.raises(InputError, match=f"PipelineConfig.{field}: expected > 0"):
         PipelineConfig(**{field: 0})
+
+
+def test_a_gnss_fix_does_not_become_the_ego_trajectory():
+    """A kit with GNSS (the Jetson kit): its fixes are Odometry payloads in an ENU plane with NaN where
+    the receiver measures nothing (yaw rate, heading at standstill). The ego trajectory (LiDAR de-skew,
+    radar doppler compensation) comes from the kit's vehicle odometry only, so frames keep being built."""
+    import dataclasses
+
+    from edgefuse.frames import FrameCore, PipelineConfig
+    from edgefuse.sim.rig import sim_calibration, sim_kit
+    from edgefuse.sim.run import Simulator
+    from edgefuse.types import Odometry
+
+    kit = sim_kit()
+    odom = next(s for s in kit.sensors if s.id == "odom")
+    gnss = dataclasses.replace(odom, id="gnss", kind="gnss", frame="gnss")
+    kit = dataclasses.replace(kit, sensors=(*kit.sensors, gnss))
+    core = FrameCore(kit, sim_calibration(), PipelineConfig())
+    fix = Odometry(position=np.array([1.0, 2.0, 0.0]), orientation=np.full(4, np.nan),
+                   linear_velocity=np.array([np.nan, 0.0, 0.0]), angular_velocity=np.full(3, np.nan),
+                   frame="enu", child_frame="gnss")  # fmt: skip
+    frames = []
+    for m in Simulator("default", 0).messages(int(1.5 * NS)):
+        if m.sensor_id == "odom":  # a GNSS fix beside every vehicle odometry message
+            g = Message("gnss", m.stamp_ns, fix, raw_stamp_ns=m.raw_stamp_ns, recv_ns=m.recv_ns, frame="enu")
+            frames += core.update(m.recv_ns, [(g, m.recv_ns)])
+        frames += core.update(m.recv_ns, [(m, m.recv_ns)])
+    assert len(frames) >= 10 and core.sensors["gnss"].messages > 0
+    egos = [f.ego for f in frames if f.ego is not None]
+    assert egos and all(np.isfinite(e.twist_at(f.frameset.stamp_ns)[1]).all() for e, f in
+                        zip(egos, [f for f in frames if f.ego is not None], strict=True))  # fmt: skip
