@@ -138,7 +138,9 @@ def test_sim_serve_and_run_the_kit_it_wrote(tmp_path):
         listener.close()
     report = json.loads(out)
     assert report["frames_published"] > 100, report
-    assert set(report["frames_missing"]) >= {"cam_front", "lidar_top", "radar_front"}
+    missing = report["frames_missing"]  # sensor → frames without it (the reference LiDAR is never missing)
+    assert set(missing) <= {"cam_front", "radar_front"}
+    assert sum(missing.values()) <= 0.05 * report["frames_published"] * 2, missing
     # every running sensor in ≥ 97 % of the frames after the first second
     frames = listener.frames
     assert frames, "no frame reached the UDP sink"

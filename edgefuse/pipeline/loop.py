@@ -77,6 +77,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self.stopped = "end of input"
         self.t_start = self.t_end = 0
+        self.t_stopped: int | None = None  # host time the run was told to stop (health is frozen there)
         self.infer_calls = 0
         self._infer_done: deque[int] = deque()  # host ns of the calls that returned in the last 2 s
         self._infer_since: int | None = None  # host ns the running inference call started (watchdog)
@@ -246,7 +247,8 @@ class Pipeline:
         (the watchdog)."""
         from edgefuse.adapters.base import decode_errors, drops
 
-        now = self.timebase.to_msg(self.clock())
+        host = self.t_stopped if self.t_stopped is not None else self.clock()
+        now = self.timebase.to_msg(host)
         h = self.core.health(now)
         for name, r in self.readers.items():
             if name in h:
@@ -326,6 +328,7 @@ class Pipeline:
                           file=self.status, flush=True)  # fmt: skip
         finally:
             self._stop.set()
+            self.t_stopped = self.clock()  # the health in the report is the sensors' at this moment
             for r in self.readers.values():
                 r.stop()
             threads[0].join()
