@@ -250,14 +250,7 @@ class ImagePreprocessor:
 
     def output_K(self, cam: CameraModel) -> np.ndarray:
         """Intrinsics of the output image: the camera's K scaled to (W, H) (pixel centres preserved)."""
-        sx, sy = self.w / cam.width, self.h / cam.height
-        K = cam.K.copy()
-        K[0, 0] *= sx
-        K[0, 1] *= sx
-        K[1, 1] *= sy
-        K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-        K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-        return K
+        return cam.resized(self.w, self.h).K
 
     def table(self, cam: CameraModel, src_w: int, src_h: int) -> _CameraTable:
         key = (cam.model, cam.width, cam.height, cam.K.tobytes(), cam.distortion.tobytes(), src_w, src_h)
@@ -265,13 +258,7 @@ class ImagePreprocessor:
         if t is not None:
             return t
         # intrinsics of the source image as it was decoded (a reduced JPEG decode scales them)
-        r_x, r_y = src_w / cam.width, src_h / cam.height
-        K_src = cam.K.copy()
-        K_src[0, 0] *= r_x
-        K_src[0, 1] *= r_x
-        K_src[1, 1] *= r_y
-        K_src[0, 2] = (K_src[0, 2] + 0.5) * r_x - 0.5
-        K_src[1, 2] = (K_src[1, 2] + 0.5) * r_y - 0.5
+        K_src = cam.resized(src_w, src_h).K
         K_out = self.output_K(cam)
         if cam.model == "pinhole":
             m1, m2 = cv2.initUndistortRectifyMap(
