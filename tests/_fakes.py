@@ -1,7 +1,8 @@
-"""Fakes at the backend boundary shared by the pipeline tests (pytest puts tests/ on sys.path)."""
+"""Fakes at the backend boundary and loopback helpers shared by the tests (pytest puts tests/ on sys.path)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -62,3 +63,14 @@ class HangingBackend(FakeBackend):
     def release(self) -> None:
         self.released_ns = time.monotonic_ns()
         self._release.set()
+
+
+def free_udp_ports(n: int) -> list[int]:
+    """``n`` UDP ports on 127.0.0.1 that were free a moment ago (bound, read, released)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fakes import free_udp_ports
 
 from edgefuse.eval.evaluate import in_grid
 from edgefuse.eval.metrics import evaluate_detections
@@ -47,16 +48,6 @@ pytestmark = pytest.mark.skipif(
 def _cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edgefuse.cli", *args], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-
-
-def _free_udp_ports(n: int) -> list[int]:
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 class FrameListener:
@@ -132,7 +123,7 @@ def _topic(path: Path, sensor: str) -> list:
 def test_sim_serve_and_run_the_kit_it_wrote(tmp_path):
     spec = TensorSpec.from_dict(read_onnx_manifest(FILES["int8"]).tensor_spec)
     listener = FrameListener()
-    serve = _serve(tmp_path, "--duration", "27", ports=_free_udp_ports(3), name="kit")
+    serve = _serve(tmp_path, "--duration", "27", ports=free_udp_ports(3), name="kit")
     try:
         _ready(serve)
         run = _run(tmp_path / "kit.yaml", tmp_path / "run", 20, listener.port)
@@ -187,21 +178,21 @@ def test_sim_serve_and_run_the_kit_it_wrote(tmp_path):
 )
 def test_radar_stopped_at_8_s_and_restarted_at_14_s(tmp_path):
     listener = FrameListener()
-    ports = _free_udp_ports(3)
+    ports = free_udp_ports(3)
     rig = _serve(tmp_path, "--duration", "27", "--sensors", "cam_front,lidar_top,odom,imu", ports=ports,
                  name="kit")  # fmt: skip
     radar = None
     try:
         _ready(rig)
         radar = _serve(tmp_path, "--duration", "8", "--sensors", "radar_front", "--truth", "none",
-                       ports=_free_udp_ports(3), name="radar")  # fmt: skip
+                       ports=free_udp_ports(3), name="radar")  # fmt: skip
         _ready(radar)
         t0 = time.monotonic()
         run = _run(tmp_path / "kit.yaml", tmp_path / "run", 20, listener.port)
         radar.communicate(timeout=30)  # ends by itself at 8 s: its pty links go away
         time.sleep(max(0.0, 14 - (time.monotonic() - t0)))
         radar = _serve(tmp_path, "--duration", "12", "--sensors", "radar_front", "--truth", "none",
-                       ports=_free_udp_ports(3), name="radar2")  # fmt: skip
+                       ports=free_udp_ports(3), name="radar2")  # fmt: skip
         _ready(radar)
         out, err = run.communicate(timeout=150)
         assert run.returncode == 0, err[-3000:]

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _fakes import free_udp_ports
 
 from edgefuse.adapters.base import SourceReader
 from edgefuse.logs import LogReader
@@ -311,23 +312,11 @@ def _cli(*args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)  # fmt: skip
 
 
-def _free_udp_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_cli_serve_then_run_the_kit_it_wrote_publishes_detections(tmp_path):
     """The newcomer's demo: `sim serve` (CLI, --kit-out) and `run --kit` on what it wrote. A generous
     deadline: on a CI core shared with `sim serve` inference is slow, and the check is that detections
     come out, not how fast."""
-    lidar, odom, imu = _free_udp_ports(3)
+    lidar, odom, imu = free_udp_ports(3)
     kit_path = tmp_path / "kit.yaml"
     serve_p = _cli(
         "sim", "serve", "--duration", "12", "--camera-size", "320x180", "--camera-port", "0",
