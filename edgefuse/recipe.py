@@ -91,7 +91,10 @@ def step_record(work: Path) -> None:
         tmp.replace(path)
 
 
-def step_train(work: Path, name: str, modalities, epochs: int, threads: int = 2) -> Path:
+def step_train(
+    work: Path, name: str, modalities, epochs: int, threads: int = 2,
+    radar_field_dropout: float = RADAR_FIELD_DROPOUT,
+) -> Path:
     from edgefuse.model.train import train_model
 
     out = work / "models" / name
@@ -105,10 +108,10 @@ def step_train(work: Path, name: str, modalities, epochs: int, threads: int = 2)
             seed=0,
             frame_step=FRAME_STEP,
             modality_dropout=MODALITY_DROPOUT,
-            radar_field_dropout=RADAR_FIELD_DROPOUT,
+            radar_field_dropout=radar_field_dropout,
             threads=threads,
             cache_root=work / "cache",
-            command=f"recipe train {name} --epochs {epochs}",
+            command=f"recipe train {name} --epochs {epochs} --radar-field-dropout {radar_field_dropout}",
         )
         (out / "train.json").write_text(json.dumps({**r, "wall_s": time.monotonic() - t0}, indent=2))
     return out / "model.pt"
@@ -247,20 +250,24 @@ def main(argv=None) -> None:
         "--threads", type=int, default=2,
         help="torch threads; on a busy 2-core box two processes of 1 thread (--models split) waste less",
     )  # fmt: skip
+    ap.add_argument(
+        "--radar-field-dropout", type=float, default=RADAR_FIELD_DROPOUT,
+        help=f"share of samples with each optional radar field masked (default {RADAR_FIELD_DROPOUT})",
+    )  # fmt: skip
     a = ap.parse_args(argv)
     work = Path(a.work)
     steps = a.steps.split(",")
     if "record" in steps:
         step_record(work)
     if "train" in steps:
-        step_train(work, "all", ABLATIONS["all"], a.epochs, a.threads)
+        step_train(work, "all", ABLATIONS["all"], a.epochs, a.threads, a.radar_field_dropout)
     if "ablate" in steps:
         chosen = [m.strip() for m in a.models.split(",") if m.strip()]
         unknown = [m for m in chosen if m not in ABLATIONS]
         if unknown:
             ap.error(f"--models: unknown {unknown}; expected some of {list(ABLATIONS)}")
         for name in chosen:
-            step_train(work, name, ABLATIONS[name], a.epochs, a.threads)
+            step_train(work, name, ABLATIONS[name], a.epochs, a.threads, a.radar_field_dropout)
     if "bundle" in steps:
         for path in step_bundle(work):
             print(f"bundled {path} ({path.stat().st_size / 1e6:.2f} MB)")
