@@ -94,6 +94,33 @@ def test_latency_spikes_are_not_clock_jumps():
     assert np.abs(mapped - (t + 1 * MS)).max() < 0.01 * MS
 
 
+def test_a_ti_radar_restarted_after_6_s_re_locks_on_its_fifth_message():
+    """The TI cycle counter starts at 0 again when the radar restarts; SensorClock unwraps that into a
+    forward step of 2³² − last cycles (13.5 s at 200 MHz after 8 s of running), which the estimator must
+    take as one clock jump after K = 5 agreeing messages, not as a stream of outliers."""
+    from types import SimpleNamespace
+
+    from edgefuse.adapters.ti_mmwave.source import SensorClock
+
+    hz, period = 200_000_000, 50 * MS
+    rng = np.random.default_rng(3)
+    clock, est = SensorClock(hz=hz), ClockEstimator(period_ns=period)
+    host0 = 1_000 * NS
+    errors = []  # (host s, mapped − true arrival at minimum delay, ms)
+    for start_s, n in ((0, 160), (14, 240)):  # 8 s running, 6 s off, 12 s running with a new counter
+        for k in range(n):
+            t = k * period
+            frame = SimpleNamespace(time_cpu_cycles=(t * hz // NS) & 0xFFFFFFFF, version=3 << 24, platform=0)
+            recv = host0 + start_s * NS + t + 2 * MS + int(rng.exponential(3 * MS))
+            mapped = est.update(clock.to_ns(frame, recv), recv)
+            errors.append((start_s + t / NS, (mapped - (host0 + start_s * NS + t + 2 * MS)) / MS))
+    err = np.array(errors)
+    after = err[err[:, 0] >= 14]
+    assert est.status().jumps == 1
+    assert np.abs(after[4:, 1]).max() < 5, after[:10]  # within 5 ms of the truth from the 5th message on
+    assert np.abs(after[:4, 1]).min() > 1000  # the first four: the old line (the pipeline rejects them)
+
+
 def test_passthrough_and_bad_arguments():
     est = ClockEstimator(passthrough=True)
     assert est.update(1_234, 99_999) == 1_234

@@ -285,7 +285,7 @@ class TiMmwaveSerialSource:
         self.decoder = FrameDecoder(cfg=cfg, source=data_port)
         self._convert = FrameToMessage(sensor_id, SensorClock(cpu_hz))
         self._clock_ns = clock_ns
-        self._backoff = backoff if backoff is not None else Backoff(initial_s=0.1, max_s=5.0)
+        self._backoff = backoff if backoff is not None else Backoff()
         self._queue: collections.deque[Message] = collections.deque()
         self._queue_size = queue_size
         self._cond = threading.Condition()

@@ -178,7 +178,7 @@ class UdpVelodyneSource(VelodyneSource):
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._stop = threading.Event()
-        self._backoff = backoff if backoff is not None else Backoff(initial_s=0.1, max_s=2.0)
+        self._backoff = backoff if backoff is not None else Backoff()
         self.sock: socket.socket | None = None
         self.address = (host, self.port)
         self.rcvbuf_bytes = 0
