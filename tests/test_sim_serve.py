@@ -299,7 +299,7 @@ def test_pty_link_is_a_stable_path_and_overruns_like_a_uart(tmp_path):
 def test_serve_kit_file_reads_what_serve_serves():
     kit = load_kit(ROOT / "sensors" / "sim-serve.yaml")
     assert {s.id: s.source for s in kit.sensors} == ServeEndpoints().uris()
-    assert kit.calibration.name == "sim-serve.yaml" and kit.sensor("cam_front").clock == "host"
+    assert kit.calibration.name == "sim-serve.yaml" and kit.sensor("cam_front").clock == "sensor"
     assert [s.id for s in kit.sensors] == [s.id for s in sim_serve_kit().sensors]
 
 

@@ -149,7 +149,7 @@ class MjpegServer:
     def __init__(self, host: str, port: int, name: str):
         self.name = name
         self._cond = threading.Condition()
-        self._frame: tuple[int, bytes, float] = (0, b"", 0.0)  # (count, jpeg, stamp s)
+        self._frame: tuple[int, bytes, int] = (0, b"", 0)  # (count, jpeg, stamp ns)
         self._closed = False
         self.clients = self.skipped = self.sent = 0
         server = self
@@ -187,10 +187,11 @@ class MjpegServer:
         )
         self._thread.start()
 
-    def publish(self, jpeg: bytes, stamp_s: float) -> bool:
-        """Make ``jpeg`` the newest frame (``stamp_s``: its capture time, sent as ``X-Timestamp``)."""
+    def publish(self, jpeg: bytes, stamp_ns: int) -> bool:
+        """Make ``jpeg`` the newest frame (``stamp_ns``: its capture time on the camera's clock, sent as
+        ``X-Timestamp: <s>.<µs>`` as mjpg-streamer does)."""
         with self._cond:
-            self._frame = (self._frame[0] + 1, jpeg, stamp_s)
+            self._frame = (self._frame[0] + 1, jpeg, int(stamp_ns))
             self._cond.notify_all()
         return True
 
@@ -216,7 +217,7 @@ class MjpegServer:
                     seen = count
                 head = (
                     f"--{self.BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
-                    f"X-Timestamp: {stamp:.6f}\r\n\r\n"
+                    f"X-Timestamp: {stamp // NS}.{stamp % NS // 1000:06d}\r\n\r\n"
                 ).encode()
                 h.wfile.write(head + jpeg + b"\r\n")
                 h.wfile.flush()
@@ -322,7 +323,7 @@ class Wires:
         if s.sensor == "radar_front":
             return self.radar.write(s.data)
         if s.sensor == "cam_front":
-            return self.camera.publish(s.data, s.raw_ns / NS)
+            return self.camera.publish(s.data, s.raw_ns)
         try:
             self.sock.sendto(s.data, self.addr[s.sensor])
             return True

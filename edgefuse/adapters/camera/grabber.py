@@ -5,7 +5,9 @@ fake capture and sources pass a ``cv2.VideoCapture``.
 
 Policy:
 - **Stamp at capture**: each frame is stamped with ``clock()`` (host monotonic ns, injectable) as soon as
-  ``read()`` returns it — before any conversion, queueing or waiting for the consumer.
+  ``read()`` returns it — before any conversion, queueing or waiting for the consumer. A capture that
+  stamps its frames itself (:class:`StampedCapture`, e.g. the MJPEG reader: the receive time of a part's
+  last byte, and the camera's own capture time from its header) gives those stamps instead.
 - **Newest frame only**: a one-frame slot. A frame the consumer did not take before the next one arrived
   is dropped and counted (``dropped``); a consumer never sees a stale backlog.
 - **Outages**: a failed ``read()`` (``ok`` false, no frame, an exception) or a capture that is not open
@@ -25,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,13 +46,23 @@ class Capture(Protocol):
     def release(self) -> None: ...
 
 
+@runtime_checkable
+class StampedCapture(Capture, Protocol):
+    """A capture that stamps its frames: ``last_stamps()`` → (host receive ns, the camera's own capture
+    stamp in ns or ``None``) of the frame ``read()`` returned last."""
+
+    def last_stamps(self) -> tuple[int, int | None]: ...
+
+
 @dataclass(frozen=True)
 class GrabbedFrame:
-    """A frame as the device gave it (OpenCV's BGR order), its capture stamp and its running number."""
+    """A frame as the device gave it (OpenCV's BGR order), its host capture stamp, its running number
+    and the camera's own stamp of it (``sensor_ns``; ``None``: the camera gives none)."""
 
     frame: np.ndarray
     stamp_ns: int
     seq: int
+    sensor_ns: int | None = None
 
 
 @dataclass
@@ -115,12 +127,12 @@ class Grabber:
 
     # ------------------------------------------------------------ device side
 
-    def _put(self, frame: np.ndarray, stamp_ns: int) -> None:
+    def _put(self, frame: np.ndarray, stamp_ns: int, sensor_ns: int | None) -> None:
         with self._cond:
             self._last_seq += 1
             if self._slot is not None:
                 self.stats.dropped += 1
-            self._slot = GrabbedFrame(frame, stamp_ns, self._last_seq)
+            self._slot = GrabbedFrame(frame, stamp_ns, self._last_seq, sensor_ns)
             self.stats.frames += 1
             self._cond.notify_all()
 
@@ -164,7 +176,9 @@ class Grabber:
             self._cap = cap
         try:
             ok, frame = self._cap.read()
-            stamp = self._clock()
+            stamp, sensor = self._clock(), None
+            if ok and isinstance(self._cap, StampedCapture):
+                stamp, sensor = self._cap.last_stamps()
         except Exception as e:
             self.stats.read_failures += 1
             self._fail(f"read raised {type(e).__name__}: {e}")
@@ -185,7 +199,7 @@ class Grabber:
             self._outage_start_ns = None
         self.backoff.reset()
         self.stats.connected = True
-        self._put(frame, stamp)
+        self._put(frame, stamp, sensor)
         return 0.0
 
     def _run(self) -> None:

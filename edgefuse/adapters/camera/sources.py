@@ -11,7 +11,7 @@ URIs (query parameters after the last ``?`` when it reads ``key=value[&key=value
 - ``csi://N?width=1920&height=1080&fps=30&flip=0`` — a Jetson CSI camera: builds the
   ``nvarguscamerasrc sensor-id=N`` pipeline (:func:`csi_pipeline`). Live.
 - ``http://HOST:PORT/PATH`` — an MJPEG-over-HTTP stream (``multipart/x-mixed-replace``, as IP cameras and
-  ``edgefuse sim serve`` serve it), opened by OpenCV's FFmpeg backend; the URL is passed whole. Live.
+  ``edgefuse sim serve`` serve it), read part by part by :class:`~.mjpeg.MjpegCapture`. Live.
 - ``video://clip.mp4?rate=realtime|max&loop=0|1`` — a video file. Stamps: ``CAP_PROP_POS_MSEC`` of each
   frame (media time from the start of the file, ns). ``rate=realtime`` (default) delivers frames when
   they are due on the host clock, like a camera would; ``rate=max`` as fast as they are read. ``loop=1``
@@ -23,9 +23,9 @@ URIs (query parameters after the last ``?`` when it reads ``key=value[&key=value
   ``loop=1`` as for video.
 
 Stamps: live sources stamp each frame at capture with the host monotonic clock (``stamp_ns`` =
-``raw_stamp_ns`` = ``recv_ns``). File sources keep media time: ``stamp_ns`` = ``raw_stamp_ns`` = the
-frame's time in the file, ``recv_ns`` = host clock when it was decoded. Payloads are :class:`Image`
-RGB uint8 (OpenCV's BGR/BGRA/gray converted here, at the edge).
+``raw_stamp_ns`` = ``recv_ns``; ``http://``: the camera's ``X-Timestamp`` as raw stamp where it sends one).
+File sources keep media time: ``stamp_ns`` = ``raw_stamp_ns`` = the frame's time in the file, ``recv_ns``
+= host clock when decoded. Payloads: :class:`Image` RGB uint8 (BGR/BGRA/gray converted here, at the edge).
 
 File sources are read in the caller's thread and drop nothing (replay is deterministic); live sources
 run a :class:`~.grabber.Grabber` thread that keeps only the newest frame. ``read(timeout_s)`` never
@@ -53,6 +53,7 @@ import cv2
 import numpy as np
 
 from edgefuse.adapters.camera.grabber import Backoff, Capture, Grabber, GrabberStats
+from edgefuse.adapters.camera.mjpeg import MjpegCapture
 from edgefuse.errors import InputError
 from edgefuse.types import Image, Message
 
@@ -267,7 +268,9 @@ class CameraSource:
             if m is not None:
                 yield m
 
-    def _message(self, bgr: np.ndarray, stamp_ns: int, recv_ns: int, name: str) -> Message | None:
+    def _message(
+        self, bgr: np.ndarray, stamp_ns: int, recv_ns: int, name: str, raw_ns: int | None = None
+    ) -> Message | None:
         try:
             rgb = bgr_to_rgb(bgr)
         except ValueError as e:
@@ -279,7 +282,7 @@ class CameraSource:
             sensor_id=self.sensor_id,
             stamp_ns=stamp_ns,
             payload=Image(rgb),
-            raw_stamp_ns=stamp_ns,
+            raw_stamp_ns=stamp_ns if raw_ns is None else raw_ns,
             recv_ns=recv_ns,
             seq=self._seq,
         )
@@ -292,7 +295,7 @@ class CameraSource:
         g = self._grabber.latest(timeout_s)
         if g is None:
             return None
-        return self._message(g.frame, g.stamp_ns, g.stamp_ns, f"frame {g.seq}")
+        return self._message(g.frame, g.stamp_ns, g.stamp_ns, f"frame {g.seq}", g.sensor_ns)
 
     def _read_file(self, timeout_s: float) -> Message | None:
         f = self._files
@@ -595,13 +598,14 @@ def open_camera(
         open_capture, cap = _open_gst(uri, target, capture_factory, build_info, open_timeout_s)
         info["pipeline"] = target
     elif scheme == "http":
-        def open_capture() -> Any:
-            return capture_factory(uri, cv2.CAP_FFMPEG)
 
-        cap = _open_bounded(uri, open_capture, open_timeout_s)
-        if not cap.isOpened():
-            cap.release()
-            raise CameraUriError(f"camera URI {uri!r}: no MJPEG stream there (is the camera / sim serve up?)")
+        def open_capture() -> Any:
+            return MjpegCapture(uri, timeout_s=min(open_timeout_s, 2.0), clock=clock)  # 2 s silent: outage
+
+        try:
+            cap = open_capture()
+        except (OSError, ValueError) as e:
+            raise CameraUriError(f"camera URI {uri!r}: no MJPEG stream there: {e}") from None
     else:  # csi
         _check_params(uri, params, ("width", "height", "fps", "flip"))
         if not target.isdigit():
