@@ -6,7 +6,9 @@ A 30 Hz stream from ``edgefuse sim serve``'s MJPEG server (stdlib http.server on
 whose index is painted into the picture as 12 black/white blocks (robust to JPEG); each part's
 ``X-Timestamp`` is the host monotonic time it was published. Each reader runs alone for ``--seconds`` per
 size and stamps every frame it gets: OpenCV's when ``read()`` returns (what a grabber can do), ours at the
-part's last byte. Stamp error = stamp − publish time of that frame (so the HTTP path itself is in both).
+part's last byte (its frames are the camera's JPEG bytes; decoded here at full size, as OpenCV's reader
+does, so the CPU columns compare the same work). Stamp error = stamp − publish time of that frame (so the
+HTTP path itself is in both).
 For ours also the stamp the pipeline uses with ``clock: sensor``: the ``X-Timestamp`` mapped by the
 minimum-delay clock estimator (edgefuse.sync.clock), against the publish time. CPU: the reader thread's CPU
 time per frame (decode included).
@@ -89,13 +91,14 @@ def run_reader(kind: str, w: int, h: int, seconds: float) -> dict:
         else:
             cap = MjpegCapture(server.url)
         while not stop.is_set() or len(got) < len(sent):
-            ok, img = cap.read()
+            ok, frame = cap.read()
             if not ok:
                 break
             stamp, sensor = time.monotonic_ns(), None
-            if kind == "edgefuse":
+            if kind == "edgefuse":  # the camera's JPEG bytes: decoded here as the pipeline would (full size)
                 stamp, sensor = cap.last_stamps()
-            got.append((_index(img), stamp, sensor))
+                frame = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
+            got.append((_index(frame), stamp, sensor))
             if stop.is_set() and got[-1][0] == max(sent, default=-1):
                 break
         cpu[0] = time.thread_time() - c0

@@ -23,7 +23,7 @@ from edgefuse.adapters.camera import (
     split_uri,
 )
 from edgefuse.errors import InputError
-from edgefuse.types import Image
+from edgefuse.types import CompressedImage, Image
 
 # ---------------------------------------------------------------- a fake device
 
@@ -488,8 +488,9 @@ class _MjpegCamera:
 
 
 def test_mjpeg_over_http_frames_decode_in_rgb():
-    """Flat colour frames (BGR on the wire) come back as RGB, in order, each once or skipped (the grabber
-    keeps the newest), stamped by the host clock; a URL with no server is an error naming it."""
+    """Flat colour frames (BGR on the wire) come back as the JPEG parts sent, decoding to RGB in order,
+    each once or skipped (the grabber keeps the newest), stamped by the host clock; a URL with no server
+    is an error naming it."""
     colours = [(14 * k, 255 - 14 * k, 37 * k % 256) for k in range(18)]  # BGR, 18 distinct
     cam = _MjpegCamera([np.full((48, 64, 3), c, np.uint8) for c in colours])
     try:
@@ -504,13 +505,17 @@ def test_mjpeg_over_http_frames_decode_in_rgb():
     finally:
         cam.close()
     assert len(got) >= 6
-    rgb = [tuple(int(v) for v in m.payload.data[24, 32]) for m in got]
+    # the camera's JPEG bytes, decoded once by the pipeline (here: by OpenCV, BGR → RGB)
+    assert all(isinstance(m.payload, CompressedImage) and m.payload.format == "jpeg" for m in got)
+    images = [cv2.imdecode(np.frombuffer(m.payload.data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+              for m in got]  # fmt: skip
+    rgb = [tuple(int(v) for v in img[24, 32]) for img in images]
     expected = [(c[2], c[1], c[0]) for c in colours]
     pos = [int(np.argmin(np.abs(np.array(expected) - p).sum(axis=1))) for p in rgb]
     for p, i in zip(rgb, pos, strict=True):
         assert max(abs(a - b) for a, b in zip(p, expected[i], strict=True)) <= 3  # JPEG q95 on a flat colour
     assert all(np.diff(pos) > 0)  # in order, none twice
-    assert all(m.payload.data.shape == (48, 64, 3) and m.sensor_id == "ipcam" for m in got)
+    assert all(img.shape == (48, 64, 3) for img in images) and all(m.sensor_id == "ipcam" for m in got)
     assert all(np.diff([m.stamp_ns for m in got]) > 0) and got[0].stamp_ns == got[0].recv_ns
     with pytest.raises(CameraUriError, match=f"127.0.0.1:{cam.port}"):
         open_camera(f"http://127.0.0.1:{cam.port}/video.mjpg", open_timeout_s=5)

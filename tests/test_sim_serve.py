@@ -26,7 +26,7 @@ from edgefuse.sim.run import Simulator
 from edgefuse.sim.serve import Pace, SensorStats, ServeConfig, send_plan, serve
 from edgefuse.sim.serve_links import PtyLink
 from edgefuse.sources import open_source
-from edgefuse.types import Detections, Image, Imu, Odometry, PointCloud, RadarScan
+from edgefuse.types import CompressedImage, Detections, Imu, Odometry, PointCloud, RadarScan
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000
@@ -153,7 +153,7 @@ def test_camera_frames_decode_and_show_the_simulated_scene(served):
     frames = served["got"]["cam_front"]
     sim = [m.payload.data for m in _sim_messages(("cam_front",), lossless=True, camera_size=(320, 180))]
     assert served["result"]["sensors"]["cam_front"]["frames"] == len(sim)
-    assert len(frames) >= 5 and all(isinstance(m.payload, Image) for m in frames)
+    assert len(frames) >= 5 and all(isinstance(m.payload, CompressedImage) for m in frames)  # as served
     assert served["result"]["camera_clients"] == 1
     assert served["result"]["camera_frames_to_clients"] >= len(frames)
 
@@ -162,8 +162,9 @@ def test_camera_frames_decode_and_show_the_simulated_scene(served):
 
     sims = [small(s) for s in sim]
     for m in frames:
-        assert m.payload.data.shape == (180, 320, 3)
-        best = min(float(np.abs(small(m.payload.data) - s).mean()) for s in sims)
+        rgb = cv2.imdecode(np.frombuffer(m.payload.data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+        assert rgb.shape == (180, 320, 3)
+        best = min(float(np.abs(small(rgb) - s).mean()) for s in sims)
         assert best < 2.0, best  # JPEG q90 of one of the served frames (RGB, not BGR: that would be ~40)
 
 

@@ -29,8 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
-
 from edgefuse.adapters.base import Backoff
 
 log = logging.getLogger("edgefuse.adapters.camera")
@@ -56,10 +54,11 @@ class StampedCapture(Capture, Protocol):
 
 @dataclass(frozen=True)
 class GrabbedFrame:
-    """A frame as the device gave it (OpenCV's BGR order), its host capture stamp, its running number
-    and the camera's own stamp of it (``sensor_ns``; ``None``: the camera gives none)."""
+    """A frame as the device gave it (an OpenCV BGR array, or a capture's compressed frame), its host
+    capture stamp, its running number and the camera's own stamp of it (``sensor_ns``; ``None``: the
+    camera gives none)."""
 
-    frame: np.ndarray
+    frame: Any
     stamp_ns: int
     seq: int
     sensor_ns: int | None = None
@@ -127,7 +126,7 @@ class Grabber:
 
     # ------------------------------------------------------------ device side
 
-    def _put(self, frame: np.ndarray, stamp_ns: int, sensor_ns: int | None) -> None:
+    def _put(self, frame: Any, stamp_ns: int, sensor_ns: int | None) -> None:
         with self._cond:
             self._last_seq += 1
             if self._slot is not None:

@@ -15,11 +15,13 @@ declares the camera ``clock: sensor`` has the stamp mapping remove the transport
 envelope, :mod:`edgefuse.sync.clock`); without the header, raw = receive stamp. Side by side with OpenCV's
 reader: ``benchmarks/mjpeg_bench.py``.
 
-Bad parts (a JPEG that does not decode, a garbled ``X-Timestamp``, a part larger than ``max_part_bytes``)
-are skipped and counted in ``bad_parts`` with ``last_error``; a stream that ends, times out or sends no
-multipart at all raises :class:`ConnectionError` from :meth:`MjpegCapture.read` (the grabber treats that
-as an outage and reconnects with backoff). Same interface as ``cv2.VideoCapture`` (``read``,
-``isOpened``, ``release``) plus :meth:`MjpegCapture.last_stamps`.
+Frames come out as the camera's JPEG bytes (:class:`~edgefuse.types.CompressedImage`), not decoded: the
+pipeline decodes each once at the size the model needs (libjpeg's reduced-size decoding) and input
+logging keeps the camera's bytes (about 20× less to write than raw RGB). Bad parts (not a whole JPEG, a
+garbled ``X-Timestamp``) are skipped and counted in ``bad_parts`` with ``last_error``; a stream that ends,
+times out or sends no multipart at all raises :class:`ConnectionError` from :meth:`MjpegCapture.read`
+(the grabber treats that as an outage and reconnects with backoff). Same interface as
+``cv2.VideoCapture`` (``read``, ``isOpened``, ``release``) plus :meth:`MjpegCapture.last_stamps`.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-import cv2
-import numpy as np
+from edgefuse.types import CompressedImage
 
 MAX_LINE = 8192
 #: bytes of non-multipart data tolerated between two parts before the stream is called broken
@@ -46,6 +47,14 @@ def parse_x_timestamp(value: str) -> int:
     if not sec.isdigit() or (frac and not frac.isdigit()) or len(frac) > 9:
         raise ValueError(f"X-Timestamp {value!r}: expected <seconds>.<fraction> (up to 9 digits)")
     return int(sec) * 1_000_000_000 + int(frac.ljust(9, "0") or 0)
+
+
+def is_whole_jpeg(data: bytes) -> bool:
+    """Starts with the JPEG start-of-image marker (``FF D8 FF``) and has the end-of-image marker
+    (``FF D9``) in its last 32 bytes (some cameras pad a part). A cheap check of a part's framing — a
+    truncated or foreign part fails it; a JPEG whose entropy data is corrupt is caught where it is
+    decoded."""
+    return data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" in data[-32:]
 
 
 def multipart_boundary(content_type: str | None) -> bytes:
@@ -114,9 +123,11 @@ class MjpegCapture:
             self._conn.close()
             self._conn = None
 
-    def read(self) -> tuple[bool, np.ndarray | None]:
-        """The next frame that decodes: ``(True, BGR uint8 H×W×3)``; ``(False, None)`` once released or
-        after ``MAX_BAD_IN_A_ROW`` bad parts. Raises ``ConnectionError`` when the stream breaks."""
+    def read(self) -> tuple[bool, CompressedImage | None]:
+        """The next JPEG part as the camera sent it: ``(True, CompressedImage)`` — not decoded here (the
+        pipeline decodes it once, at the size the model needs, and the log keeps the camera's bytes);
+        ``(False, None)`` once released or after ``MAX_BAD_IN_A_ROW`` bad parts. Raises
+        ``ConnectionError`` when the stream breaks."""
         if self._conn is None:
             return False, None
         for _ in range(MAX_BAD_IN_A_ROW):
@@ -126,12 +137,11 @@ class MjpegCapture:
             except ValueError as e:
                 self._bad(str(e))
                 continue
-            img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) if jpeg else None
-            if img is None:
-                self._bad(f"a part of {len(jpeg)} bytes is not a JPEG that decodes")
+            if not is_whole_jpeg(jpeg):
+                self._bad(f"a part of {len(jpeg)} bytes is not a whole JPEG (no start or end marker)")
                 continue
             self._recv_ns, self._sensor_ns = recv_ns, sensor_ns
-            return True, img
+            return True, CompressedImage(jpeg, "jpeg")
         return False, None
 
     def last_stamps(self) -> tuple[int, int | None]:

@@ -25,7 +25,8 @@ URIs (query parameters after the last ``?`` when it reads ``key=value[&key=value
 Stamps: live sources stamp each frame at capture with the host monotonic clock (``stamp_ns`` =
 ``raw_stamp_ns`` = ``recv_ns``; ``http://``: the camera's ``X-Timestamp`` as raw stamp where it sends one).
 File sources keep media time: ``stamp_ns`` = ``raw_stamp_ns`` = the frame's time in the file, ``recv_ns``
-= host clock when decoded. Payloads: :class:`Image` RGB uint8 (BGR/BGRA/gray converted here, at the edge).
+= host clock when decoded. Payloads: :class:`Image` RGB uint8 (BGR/BGRA/gray converted here, at the edge);
+``http://``: the camera's JPEG bytes as :class:`CompressedImage` (decoded once, by the pipeline).
 
 File sources are read in the caller's thread and drop nothing (replay is deterministic); live sources
 run a :class:`~.grabber.Grabber` thread that keeps only the newest frame. ``read(timeout_s)`` never
@@ -55,7 +56,7 @@ import numpy as np
 from edgefuse.adapters.camera.grabber import Backoff, Capture, Grabber, GrabberStats
 from edgefuse.adapters.camera.mjpeg import MjpegCapture
 from edgefuse.errors import InputError
-from edgefuse.types import Image, Message
+from edgefuse.types import CompressedImage, Image, Message
 
 log = logging.getLogger("edgefuse.adapters.camera")
 
@@ -268,11 +269,10 @@ class CameraSource:
             if m is not None:
                 yield m
 
-    def _message(
-        self, bgr: np.ndarray, stamp_ns: int, recv_ns: int, name: str, raw_ns: int | None = None
-    ) -> Message | None:
+    def _message(self, frame, stamp_ns: int, recv_ns: int, name: str, raw=None) -> Message | None:
+        """``frame``: an OpenCV array or the camera's CompressedImage; ``raw``: the camera's own stamp."""
         try:
-            rgb = bgr_to_rgb(bgr)
+            payload = frame if isinstance(frame, CompressedImage) else Image(bgr_to_rgb(frame))
         except ValueError as e:
             self.stats.bad_frames += 1
             self.stats.last_error = f"{self.uri} {name}: {e}"
@@ -281,8 +281,8 @@ class CameraSource:
         msg = Message(
             sensor_id=self.sensor_id,
             stamp_ns=stamp_ns,
-            payload=Image(rgb),
-            raw_stamp_ns=stamp_ns if raw_ns is None else raw_ns,
+            payload=payload,
+            raw_stamp_ns=stamp_ns if raw is None else raw,
             recv_ns=recv_ns,
             seq=self._seq,
         )
