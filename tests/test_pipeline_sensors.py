@@ -19,6 +19,7 @@ from _fakes import FakeBackend, HangingBackend
 from edgefuse.adapters.base import Source
 from edgefuse.frames import PipelineConfig
 from edgefuse.logs import LogReader
+from edgefuse.logs.info import log_info
 from edgefuse.logs.source import McapSource
 from edgefuse.pipeline import DETECTIONS_TOPIC, Pipeline, Timebase, run_replay
 from edgefuse.pipeline.deterministic import run_deterministic
@@ -132,12 +133,13 @@ def test_a_camera_that_goes_silent_and_comes_back(sim_log):
 # ---------------------------------------------------------------- clock jumps and garbage
 
 
-def test_clock_jumps_and_garbage_are_counted_and_the_pipeline_keeps_going(sim_log):
+def test_clock_jumps_and_garbage_are_counted_and_the_pipeline_keeps_going(sim_log, tmp_path):
     """The radar's clock jumps +1 s at 0.6 s and back (−1 s) at 1.5 s, the LiDAR's (the reference) −1 s
     at 1.2 s; garbage messages come in between: an unknown sensor, a radar message holding a point cloud,
     a sweep of NaN points repeating the last sweep's stamp, an image of the wrong size with a stamp an
     hour off. Each is counted by reason (or harmless); frames after every jump use the sensor again;
-    nothing raises."""
+    nothing raises; the log of the run (inputs included) is complete: every detection, every input it
+    says it wrote."""
     reader = LogReader(sim_log)
     cloud = PointCloud(np.full((50, 4), np.nan, np.float32), ("x", "y", "z", "intensity"))
 
@@ -165,7 +167,15 @@ def test_clock_jumps_and_garbage_are_counted_and_the_pipeline_keeps_going(sim_lo
                               raw_stamp_ns=last["cam_front"] + 3600 * NS, recv_ns=r)  # fmt: skip
 
     sink = RecordingSink()
-    report, _ = run_deterministic(edits(), sim_kit(), reader.calibration(), FakeBackend(), sinks=[sink])
+    log = McapSink(tmp_path / "run.mcap", reader.calibration(), sim_kit(), inputs=True)
+    report, _ = run_deterministic(edits(), sim_kit(), reader.calibration(), FakeBackend(), sinks=[sink],
+                                  log=log)  # fmt: skip
+    info = log_info(tmp_path / "run.mcap")
+    assert not info["truncated"] and not info["errors"]
+    counts = {t: v["count"] for t, v in info["topics"].items() if v["payload"]}
+    written = report["logging"]["written"]
+    assert counts.pop(DETECTIONS_TOPIC) == report["frames_published"] == written["detections"]
+    assert sum(counts.values()) == written["inputs"] > 0
     assert report["messages_rejected"] == {
         "radar_front": {"stamp_far_from_recv": 2 * 4},  # 4 a jump, until the estimator confirms it
         "lidar_top": {"stamp_far_from_recv": 4},
