@@ -151,3 +151,58 @@ def test_bad_input(fp32, feeds, tmp_path):
     onnx.save(m, str(tmp_path / "stripped.onnx"))
     with pytest.raises(ManifestError, match=r"stripped\.onnx.*not an edgefuse model"):
         quantize_int8(tmp_path / "stripped.onnx", tmp_path / "x.onnx", feeds)
+
+
+# ---------------------------------------------------------------- what TensorRT's parser accepts
+
+
+def _dq_graph(q_dtype: int, q_values) -> onnx.ModelProto:
+    """x (float) + DequantizeLinear(a constant of ``q_dtype``): a graph onnxruntime runs either way."""
+    from onnx import TensorProto, helper
+
+    q = helper.make_tensor("q", q_dtype, [3], q_values)
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.5])
+    nodes = [helper.make_node("DequantizeLinear", ["q", "s"], ["d"], name="dq"),
+             helper.make_node("Add", ["x", "d"], ["y"], name="add")]  # fmt: skip
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])
+    g = helper.make_graph(nodes, "g", [x], [y], [q, scale])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_the_check_finds_an_int32_dequantize_input_and_passes_int8():
+    from onnx import TensorProto
+
+    from edgefuse.engine.quantize import non_int8_dequantize_inputs
+
+    assert non_int8_dequantize_inputs(_dq_graph(TensorProto.INT8, [1, -2, 3])) == []
+    assert non_int8_dequantize_inputs(_dq_graph(TensorProto.INT32, [1, -2, 300])) == ["dq: q (INT32)"]
+    assert non_int8_dequantize_inputs(_dq_graph(TensorProto.UINT8, [1, 2, 3])) == ["dq: q (UINT8)"]
+
+
+def test_every_dequantize_input_is_int8_and_biases_stay_float(fp32, feeds, tmp_path):
+    """TensorRT's IDequantizeLayer takes INT8 (FP8/INT4) only: onnxruntime's default INT32 biases behind a
+    DequantizeLinear would be refused by the parser. Conv biases stay float initializers."""
+    from edgefuse.engine.quantize import non_int8_dequantize_inputs
+
+    r = quantize_int8(fp32, tmp_path / "q.onnx", feeds)
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    assert r["tensorrt_valid"] and non_int8_dequantize_inputs(q) == []
+    init, prod = _init(q), _producers(q)
+    convs = [c for c in q.graph.node if c.op_type == "Conv" and any(s in c.name for s in QUANTIZED_SCOPES)]
+    with_bias = [c for c in convs if len(c.input) > 2]
+    assert with_bias
+    for c in with_bias:
+        assert c.input[2] in init and init[c.input[2]].dtype == np.float32 and c.input[2] not in prod
+    # uint8 asymmetric activations (onnxruntime's x86 path) are allowed, and said not to be TensorRT's
+    r8 = quantize_int8(fp32, tmp_path / "u8.onnx", feeds[:2], symmetric_activations=False)
+    assert not r8["tensorrt_valid"] and (tmp_path / "u8.onnx").is_file()
+
+
+def test_the_bundled_int8_model_is_one_tensorrt_accepts():
+    from edgefuse.engine.quantize import non_int8_dequantize_inputs
+    from edgefuse.runtime.bundled import FILES
+
+    if not FILES["int8"].is_file():
+        pytest.skip("no bundled model (python -m edgefuse.recipe)")
+    assert non_int8_dequantize_inputs(onnx.load(str(FILES["int8"]))) == []

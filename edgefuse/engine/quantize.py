@@ -103,6 +103,13 @@ def quantize_int8(
     nodes = [n for n in nodes if n not in set(keep_float)]
     _quantize(onnx_in, out, feeds, nodes, method, symmetric_activations)
     q = onnx.load(str(out))
+    bad = non_int8_dequantize_inputs(q)
+    if bad and symmetric_activations:  # meant for TensorRT: never leave a graph its parser rejects
+        Path(out).unlink()
+        raise QuantizeError(
+            f"quantize {onnx_in}: {len(bad)} DequantizeLinear inputs are not INT8, which TensorRT's "
+            f"IDequantizeLayer rejects (first: {bad[0]}); nothing written"
+        )
     del q.metadata_props[:]
     for p in model.metadata_props:
         e = q.metadata_props.add()
@@ -115,7 +122,29 @@ def quantize_int8(
         "quantized_nodes": len(nodes),
         "kept_float": list(keep_float),
         "sensitivity": [{"node": n, "head_error": e} for n, e in ranking],
+        "tensorrt_valid": not bad,
     }
+
+
+def non_int8_dequantize_inputs(model) -> list[str]:
+    """``"node: input (dtype)"`` of every ``DequantizeLinear`` whose input is not INT8. TensorRT's
+    ``IDequantizeLayer`` (and onnx-tensorrt's DequantizeLinear) take INT8, FP8 or INT4 only, while
+    onnxruntime's quantizer turns each quantized Conv's bias into an INT32 tensor behind a
+    DequantizeLinear unless ``QuantizeBias`` is off — a graph onnxruntime runs and TensorRT refuses.
+    ``model``: an ``onnx.ModelProto``; types from its initializers and shape inference."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    types = {i.name: i.data_type for i in g.initializer}
+    for v in (*g.input, *g.value_info, *g.output):
+        types.setdefault(v.name, v.type.tensor_type.elem_type)
+    out = []
+    for n in g.node:
+        if n.op_type == "DequantizeLinear" and types.get(n.input[0]) != onnx.TensorProto.INT8:
+            dtype = onnx.TensorProto.DataType.Name(types.get(n.input[0], 0))
+            out.append(f"{n.name}: {n.input[0]} ({dtype})")
+    return out
 
 
 def unshare_initializers(model) -> int:
@@ -190,6 +219,7 @@ def _quantize(onnx_in, out, feeds, nodes, method, symmetric_activations=True) ->
                 nodes_to_quantize=list(nodes),
                 calibrate_method=calib,
                 extra_options={
+                    "QuantizeBias": False,  # float biases: an INT32 bias behind a DQ is not TensorRT's
                     "ActivationSymmetric": symmetric_activations,
                     "WeightSymmetric": True,
                     "CalibPercentile": 99.99,
