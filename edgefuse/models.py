@@ -38,12 +38,18 @@ def backend_for(model_path: str | Path, backend: str | None = None) -> str:
     return backend
 
 
-def open_backend(model_path: str | Path, backend: str | None = None, threads: int = 2) -> Backend:
-    """Open ``model_path`` with ``backend`` (default: from the suffix, see module doc)."""
+def open_backend(
+    model_path: str | Path, backend: str | None = None, threads: int = 2, providers: list[str] | None = None
+) -> Backend:
+    """Open ``model_path`` with ``backend`` (default: from the suffix, see module doc); ``providers``: the
+    onnxruntime execution providers in order of preference (``tensorrt``, ``cuda``, ``cpu``; onnxruntime
+    only, see :func:`~edgefuse.runtime.backends.ort_providers`)."""
     path = Path(model_path)
     backend = backend_for(path, backend)
     if not path.is_file():
         raise BackendError(f"{path}: no such model file")
+    if providers is not None and backend != "onnxruntime":
+        raise BackendError(f"--providers: onnxruntime's execution providers; {path} runs in {backend}")
     if backend == "torch":
         try:
             from edgefuse.model.backend import TorchBackend
@@ -54,16 +60,18 @@ def open_backend(model_path: str | Path, backend: str | None = None, threads: in
             ) from None
         return TorchBackend(path, threads)
     if backend == "onnxruntime":
-        return OnnxRuntimeBackend(path, threads)
+        return OnnxRuntimeBackend(path, threads, providers)
     from edgefuse.runtime.tensorrt import TensorRTBackend
 
     return TensorRTBackend(path)
 
 
-def load_backend(model: str | Path | None, backend: str | None = None, threads: int = 2) -> Backend:
+def load_backend(
+    model: str | Path | None, backend: str | None = None, threads: int = 2, providers: list[str] | None = None
+) -> Backend:
     """Open ``model`` (``.pt``/``.onnx``/``.engine``; None = the bundled INT8 ONNX model) with
     :func:`open_backend`."""
     path = Path(model) if model is not None else bundled_model("int8")
     if not path.is_file():
         raise InputError(f"--model {path}: no such model file; expected a .pt, .onnx or .engine model")
-    return open_backend(path, backend=backend, threads=threads)
+    return open_backend(path, backend=backend, threads=threads, providers=providers)

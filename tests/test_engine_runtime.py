@@ -146,3 +146,44 @@ def test_match_detections_one_to_one_by_class_and_distance():
     d = {i: dist for i, _, dist in pairs}
     assert d[0] == pytest.approx(0.1) and d[2] == pytest.approx(np.hypot(0.2, 0.1))
     assert match_detections(ref, other, match_m=0.05) == []
+
+
+# ---------------------------------------------------------------- onnxruntime execution providers
+
+
+def test_provider_choice_and_fallback_order():
+    from edgefuse.runtime.backends import BackendError, ort_providers
+
+    cpu, cuda, trt = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+    assert ort_providers(None, [cpu]) == ([cpu], [])  # the PyPI wheel
+    assert ort_providers(None, [trt, cuda, cpu]) == ([trt, cuda, cpu], [])  # onnxruntime-gpu on a Jetson
+    assert ort_providers(["cuda"], [trt, cuda, cpu]) == ([cuda, cpu], [])  # CPU always the fallback
+    assert ort_providers(["cpu", "cuda"], [cuda, cpu]) == ([cpu, cuda], [])  # the order asked for
+    assert ort_providers([cuda, "CUDA"], [cuda, cpu]) == ([cuda, cpu], [])  # full names, once
+    chosen, notes = ort_providers(["tensorrt", "cuda"], [cpu])
+    assert chosen == [cpu] and len(notes) == 2 and trt in notes[0] and "not in this onnxruntime" in notes[0]
+    with pytest.raises(BackendError, match="--providers gpu: expected some of tensorrt, cuda, cpu"):
+        ort_providers(["gpu"], [cpu])
+
+
+def test_a_gpu_provider_asked_for_on_a_cpu_onnxruntime_falls_back_to_cpu(fp32, work):
+    """The PyPI onnxruntime has no CUDA provider: asking for it runs on the CPU, says so, and gives the
+    same outputs as the default."""
+    d, _, _ = work
+    feed = _frames(d)[0]
+    a = open_backend(fp32, providers=["cuda", "cpu"])
+    b = open_backend(fp32)
+    assert a.providers == ["CPUExecutionProvider"]
+    assert any("CUDAExecutionProvider" in n for n in a.provider_notes)
+    ra, rb = a.infer(feed), b.infer(feed)
+    assert all(np.array_equal(ra[k], rb[k]) for k in rb)
+
+
+def test_providers_are_for_onnxruntime_models_only(work, tmp_path, capsys):
+    from edgefuse.runtime.backends import BackendError
+
+    _, log, pt = work
+    with pytest.raises(BackendError, match="--providers: onnxruntime's execution providers"):
+        open_backend(pt, providers=["cpu"])
+    rc = main(["replay", str(log), "--providers", "gpu", "--out", str(tmp_path / "r")])
+    assert rc == 2 and "expected some of tensorrt, cuda, cpu" in capsys.readouterr().err

@@ -37,11 +37,21 @@ def _log_policy(args, command: str):
     )  # fmt: skip
 
 
+def _backend(args):
+    """The model of ``run`` / ``replay`` opened with its backend; what onnxruntime left out goes to stderr."""
+    from edgefuse.models import load_backend
+    from edgefuse.runtime.backends import inference_threads
+
+    backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads(),
+                           providers=args.providers)  # fmt: skip
+    for note in getattr(backend, "provider_notes", []):
+        print(f"edgefuse: onnxruntime: {note}", file=sys.stderr)
+    return backend
+
+
 def cmd_replay(args) -> dict:
     from edgefuse.logs.logset import log_files
-    from edgefuse.models import load_backend
     from edgefuse.pipeline.replay import run_replay
-    from edgefuse.runtime.backends import inference_threads
 
     rate = None if args.rate == "max" else float(args.rate)
     if rate is not None and not rate > 0:
@@ -49,7 +59,7 @@ def cmd_replay(args) -> dict:
     logs = log_files(args.log)  # before the model loads: a wrong path fails at once
     policy = _log_policy(args, "replay")
     first = Path(args.log[0])
-    backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads())
+    backend = _backend(args)
     return run_replay(
         logs, backend, args.out or first.with_name(first.name + ".replay"), rate=rate,
         deterministic=args.deterministic, kit_path=args.kit, calib_path=args.calib,
@@ -59,12 +69,10 @@ def cmd_replay(args) -> dict:
 
 
 def cmd_run(args) -> dict:
-    from edgefuse.models import load_backend
     from edgefuse.pipeline.live import run_live
-    from edgefuse.runtime.backends import inference_threads
 
     policy = _log_policy(args, "run")
-    backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads())
+    backend = _backend(args)
     return run_live(
         args.kit, backend, args.out, calib_path=args.calib, duration_s=args.duration,
         config=_pipeline_config(args), udp=args.udp, console=args.console, log_inputs=args.log_inputs,
@@ -120,6 +128,9 @@ def _pipeline_common(p: argparse.ArgumentParser) -> None:
         default=None,
         help="backend threads (default: CPU cores − 1, at least 1)",
     )
+    p.add_argument("--providers", default=None, type=lambda v: v.split(","), metavar="LIST",
+                   help="onnxruntime execution providers in order, e.g. tensorrt,cuda,cpu (default: those "
+                        "this onnxruntime has; CPU is always the fallback)")  # fmt: skip
     p.add_argument("--calib", default=None, help="calibration YAML (default: the kit's / the log's)")
     p.add_argument("--deadline-ms", type=float, default=200.0,
                    help="per-frame deadline from the last input's receive (default 200: longer than the "

@@ -45,9 +45,61 @@ def check_feed(feed: dict[str, np.ndarray], manifest: Manifest, where: str) -> N
         raise BackendError(f"{where}: feed lacks inputs {missing}; expected {manifest.inputs}")
 
 
+#: onnxruntime execution providers by the short names ``--providers`` takes, in the default order of trial
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+#: where the TensorRT provider keeps the engines it builds (minutes each on a Jetson; reused while the model
+#: and TensorRT are the same)
+ORT_TRT_CACHE = Path.home() / ".cache" / "edgefuse" / "ort-tensorrt"
+
+
+def ort_providers(wanted: list[str] | None, available: list[str]) -> tuple[list[str], list[str]]:
+    """The execution providers to ask onnxruntime for, in order, and a note for each one left out.
+
+    ``wanted``: short names (:data:`PROVIDERS`) or onnxruntime's own names, in order of preference; None:
+    every one of :data:`PROVIDERS` this onnxruntime has (onnxruntime-gpu on a Jetson: TensorRT, CUDA, CPU;
+    the PyPI wheel: CPU). ``available``: ``onnxruntime.get_available_providers()``. The CPU provider is
+    always last, the fallback for whatever the others do not take. Raises :class:`BackendError` for a name
+    that is none of them."""
+    full = {**PROVIDERS, **{v: v for v in PROVIDERS.values()}}
+    names = list(PROVIDERS) if wanted is None else [w.strip() for w in wanted if w.strip()]
+    bad = [w for w in names if w.lower() not in full and w not in full]
+    if bad:
+        raise BackendError(f"--providers {','.join(bad)}: expected some of {', '.join(PROVIDERS)}")
+    chosen, notes = [], []
+    for w in names:
+        p = full.get(w.lower(), full.get(w))
+        if p in chosen:
+            continue
+        if p in available:
+            chosen.append(p)
+        elif wanted is not None:
+            notes.append(f"{p} is not in this onnxruntime ({', '.join(available)}): skipped")
+    if PROVIDERS["cpu"] not in chosen:
+        chosen.append(PROVIDERS["cpu"])
+    return chosen, notes
+
+
+def _provider_options(providers: list[str]) -> list[dict]:
+    opts = []
+    for p in providers:
+        if p == PROVIDERS["tensorrt"]:
+            opts.append({"trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                         "trt_engine_cache_path": str(ORT_TRT_CACHE)})  # fmt: skip
+        else:
+            opts.append({})
+    return opts
+
+
 class OnnxRuntimeBackend:
-    """An ``.onnx`` model in onnxruntime: CUDA provider first when this onnxruntime has it, else CPU
-    (``threads`` intra-op threads, 1 inter-op)."""
+    """An ``.onnx`` model in onnxruntime (``threads`` intra-op threads, 1 inter-op) on the execution
+    providers :func:`ort_providers` chooses from ``providers`` (default: TensorRT, CUDA where this
+    onnxruntime has them, then CPU). A provider that fails to start (no GPU, a missing CUDA library) is
+    dropped and the session made again without it; ``providers`` says what runs, ``provider_notes`` what
+    was left out and why."""
 
     name = "onnxruntime"
 
@@ -58,18 +110,22 @@ class OnnxRuntimeBackend:
         self.manifest = read_onnx_manifest(path)
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        if providers is None:
-            have = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=providers)
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            hint = ""
-            if "edgefuse" in str(e):
-                hint = (
-                    " (exported with --plugins: custom nodes run only in TensorRT; export without --plugins)"
+        chosen, self.provider_notes = ort_providers(providers, ort.get_available_providers())
+        while True:
+            try:
+                self.session = ort.InferenceSession(
+                    str(path), so, providers=chosen, provider_options=_provider_options(chosen)
                 )
-            raise BackendError(f"{path}: onnxruntime cannot load it{hint}: {str(e)[:300]}") from None
+                break
+            except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+                if len(chosen) > 1:  # a GPU provider that cannot start here: fall back to the next
+                    self.provider_notes.append(f"{chosen[0]} failed to start: {str(e)[:200]}")
+                    chosen = chosen[1:]
+                    continue
+                hint = ""
+                if "edgefuse" in str(e):
+                    hint = " (an --plugins export: its custom nodes run only in TensorRT)"
+                raise BackendError(f"{path}: onnxruntime cannot load it{hint}: {str(e)[:300]}") from None
         self.providers = self.session.get_providers()
         # the exporter drops inputs a model never reads (a LiDAR-only model has no radar inputs): feed
         # the graph's own inputs, after checking the whole manifest feed
