@@ -163,15 +163,13 @@ def test_camera_yaw_rate_offset_against_gyro(world, start_s, delay_ms, seed):
     assert r.correlation > 0.99
 
 
-def test_cli_time_updates_the_offset(tmp_path, world, lidar_sweeps, capsys):
-    calib = sim_calibration()
+def _imu_lidar_log(path, t_imu, w, sweeps, calib, lidar_shift_ns: int = 0) -> None:
+    """An MCAP log of IMU yaw rates ``w`` at ``t_imu`` and the LiDAR ``sweeps`` (stamped
+    ``lidar_shift_ns`` late)."""
     R_imu_base = calib.extrinsics["imu"].rotation.T
-    T = _drive_start_s(world)
-    t_imu, w = _gyro(world, T + 2.5, T + 10.5, np.random.default_rng(6))
-    log = tmp_path / "drive.mcap"
-    with Recorder(log, clock=lambda: 0) as rec:
+    with Recorder(path, clock=lambda: 0) as rec:
         events = [(int(t), "imu", k) for k, t in enumerate(t_imu)] + [
-            (m.stamp_ns, "lidar", k) for k, m in enumerate(lidar_sweeps)
+            (m.stamp_ns + lidar_shift_ns, "lidar", k) for k, m in enumerate(sweeps)
         ]
         for t, kind, k in sorted(events):
             if kind == "imu":
@@ -181,12 +179,16 @@ def test_cli_time_updates_the_offset(tmp_path, world, lidar_sweeps, capsys):
                 )
                 rec.write(Message("imu", t, imu, raw_stamp_ns=t, recv_ns=t, frame="imu", seq=k))
             else:
-                m = lidar_sweeps[k]
-                rec.write(
-                    Message(
-                        "lidar_top", t, m.payload, raw_stamp_ns=t, recv_ns=t + MS, frame="lidar_top", seq=k
-                    )
-                )
+                rec.write(Message("lidar_top", t, sweeps[k].payload, raw_stamp_ns=t, recv_ns=t + MS,
+                                  frame="lidar_top", seq=k))  # fmt: skip
+
+
+def test_cli_time_updates_the_offset(tmp_path, world, lidar_sweeps, capsys):
+    calib = sim_calibration()
+    T = _drive_start_s(world)
+    t_imu, w = _gyro(world, T + 2.5, T + 10.5, np.random.default_rng(6))
+    log = tmp_path / "drive.mcap"
+    _imu_lidar_log(log, t_imu, w, lidar_sweeps, calib)
     path = tmp_path / "calib.yaml"
     save_calibration(calib, path)
     rc = main(["calibrate", "time", str(log), "--sensors", "imu,lidar_top", "--calib", str(path), "--json"])
@@ -197,3 +199,45 @@ def test_cli_time_updates_the_offset(tmp_path, world, lidar_sweeps, capsys):
     after = load_calibration(path).time_offsets_ns["lidar_top"]
     assert after == calib.time_offsets_ns["lidar_top"] - r["offset_ns"]
     assert "time_offsets_ns.lidar_top" in load_calibration(path).provenance
+    assert r["written"] and all(g["ok"] for g in r["gates"])
+    assert {g["name"] for g in r["gates"]} == {"motion", "correlation", "peak margin", "offset σ"}
+
+
+@pytest.mark.parametrize(
+    "case, gate",
+    [
+        ("straight", "motion"),  # the IMU saw no turn (a drive straight ahead): its yaw rate is noise
+        ("late_0.8s", "peak margin"),  # the LiDAR 0.8 s late, searched within ±0.5 s: the window's edge
+    ],
+)
+def test_cli_time_refuses_a_result_that_fails_a_gate(tmp_path, world, lidar_sweeps, capsys, case, gate):
+    """The issue's cases: nothing written, exit non-zero, one line naming the gate, its value and limit;
+    ``--dry-run`` reports without writing; ``--force`` writes and marks the provenance."""
+    calib = sim_calibration()
+    T = _drive_start_s(world)
+    rng = np.random.default_rng(7)
+    t_imu, w = _gyro(world, T + 2.5, T + 10.5, rng)
+    shift = 0
+    if case == "straight":
+        w = rng.normal(0, 0.005, len(t_imu))  # gyro noise only
+    else:
+        shift = 800 * MS
+    log = tmp_path / "drive.mcap"
+    _imu_lidar_log(log, t_imu, w, lidar_sweeps, calib, lidar_shift_ns=shift)
+    path = tmp_path / "calib.yaml"
+    save_calibration(calib, path)
+    before = path.read_bytes()
+    args = ["calibrate", "time", str(log), "--sensors", "imu,lidar_top", "--calib", str(path)]
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc != 0 and path.read_bytes() == before and not (tmp_path / "calib.yaml.bak").exists()
+    assert err.count("\n") == 1 and f"not written: {gate} " in err and "needs" in err, err
+    rc = main([*args, "--dry-run", "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0 and not r["written"] and path.read_bytes() == before
+    assert any(line.startswith(gate) for line in r["failed_gates"])
+    rc = main([*args, "--force", "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0 and r["written"] and any(line.startswith(gate) for line in r["forced"])
+    prov = load_calibration(path).provenance["time_offsets_ns.lidar_top"]
+    assert any(line.startswith(gate) for line in prov["forced"])

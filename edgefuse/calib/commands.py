@@ -207,10 +207,15 @@ def run_radar_lidar(log: str, *, radar: str, lidar: str, calib_path: str, six_do
     return report
 
 
-def run_time(log: str, *, sensor_pair: str, calib_path: str, max_lag: float = 0.5) -> dict:
-    """`calibrate time`: the time offset of B against A (``sensor_pair`` "A,B"); updates ``calib_path``."""
-    from edgefuse.calib.common import provenance, update_calibration_file
-    from edgefuse.calib.time_offset import offset_from_log
+def run_time(
+    log: str, *, sensor_pair: str, calib_path: str, max_lag: float = 0.5, force: bool = False,
+    dry_run: bool = False,
+) -> dict:
+    """`calibrate time`: the time offset of B against A (``sensor_pair`` "A,B"); updates ``calib_path``
+    when the result passes its quality gates (:func:`~edgefuse.calib.time_offset.offset_gates`; ``force``:
+    anyway, recorded in the provenance), never with ``dry_run``."""
+    from edgefuse.calib.common import gate_verdict, provenance, update_calibration_file
+    from edgefuse.calib.time_offset import offset_from_log, offset_gates
     from edgefuse.rig import load_calibration
 
     sensors = [s for s in sensor_pair.split(",") if s]
@@ -222,7 +227,13 @@ def run_time(log: str, *, sensor_pair: str, calib_path: str, max_lag: float = 0.
     old = calib.time_offsets_ns.get(b, 0)
     new = old - result.offset_ns
     report = result.to_dict()
-    report.update(reference=a, sensor=b, kinds=info["kinds"], time_offset_ns={"before": old, "after": new})
+    gates = offset_gates(result)
+    report.update(reference=a, sensor=b, kinds=info["kinds"], time_offset_ns={"before": old, "after": new},
+                  gates=[g.to_dict() for g in gates], calib=calib_path, written=False)  # fmt: skip
+    if dry_run:
+        report["failed_gates"] = [g.line() for g in gates if not g.ok]
+        return report
+    forced = gate_verdict(f"calibrate time {a},{b}", gates, force=force)
 
     def update(c):
         c.time_offsets_ns[b] = int(new)
@@ -235,9 +246,12 @@ def run_time(log: str, *, sensor_pair: str, calib_path: str, max_lag: float = 0.
         sensor=b,
         signal=result.signal,
         offset_ns=result.offset_ns,
+        **({"forced": forced} if forced else {}),
     )
     report["backup"] = str(update_calibration_file(calib_path, update, rec, f"time_offsets_ns.{b}"))
-    report["calib"] = calib_path
+    report["written"] = True
+    if forced:
+        report["forced"] = forced
     return report
 
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the calibration tools: log access, images, provenance, in-place calibration updates."""
+"""Helpers shared by the calibration tools: log access, images, quality gates, provenance, in-place
+calibration updates."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -20,6 +22,46 @@ from edgefuse.types import CompressedImage, Image, Message
 
 class CalibrationError(InputError):
     """The data cannot give a calibration: the message says what is wrong and what to capture next."""
+
+
+class CalibrationGateError(CalibrationError):
+    """A calibration result failed a quality gate and was not written (``--force`` writes it anyway)."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One quality gate of a calibration result: the measured ``value`` of ``name`` against ``limit`` (a
+    floor when ``at_least``, else a ceiling), in ``unit``; ``advice``: what to do when it fails."""
+
+    name: str
+    value: float
+    limit: float
+    at_least: bool
+    unit: str
+    advice: str
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.value >= self.limit) if self.at_least else bool(self.value <= self.limit)
+
+    def line(self) -> str:
+        need = "≥" if self.at_least else "≤"
+        got, limit = f"{self.value:.4g}{self.unit}", f"{self.limit:g}{self.unit}"
+        return f"{self.name} {got} (needs {need} {limit}): {self.advice}"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "value": round(float(self.value), 6), "limit": self.limit,
+                "at_least": self.at_least, "unit": self.unit, "ok": self.ok}  # fmt: skip
+
+
+def gate_verdict(what: str, gates: list[Gate], *, force: bool) -> list[str]:
+    """The lines of the failed gates. Raises :class:`CalibrationGateError` (one line: the first failed
+    gate, its value, its limit and what to do; nothing is written) unless ``force``."""
+    failed = [g.line() for g in gates if not g.ok]
+    if failed and not force:
+        more = f" (and {len(failed) - 1} more gate(s))" if len(failed) > 1 else ""
+        raise CalibrationGateError(f"{what}: not written: {failed[0]}{more}; --force writes it anyway")
+    return failed
 
 
 def require_scipy() -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edgefuse.calib.common import CalibrationError, image_rgb, require_scipy
+from edgefuse.calib.common import CalibrationError, Gate, image_rgb, require_scipy
 from edgefuse.geometry import CameraModel, Transform
 from edgefuse.types import POINT_TIME_FIELD, Message
 
@@ -324,9 +324,13 @@ class OffsetResult:
     std_ns: float
     overlap_s: float
     signal: str
+    motion: float = 0.0  # the weaker signal's std over the overlap (rad/s for yaw rate, m/s for speed)
+    max_lag_ns: int = 0  # the search window: ±max_lag_ns
 
     def to_dict(self) -> dict:
         return {
+            "motion": round(self.motion, 4),
+            "max_lag_ms": round(self.max_lag_ns / 1e6, 3),
             "offset_ms": round(self.offset_ns / 1e6, 3),
             "offset_ns": int(self.offset_ns),
             "correlation": round(self.correlation, 4),
@@ -415,7 +419,8 @@ def estimate_offset(
     tB_s, sB = tB_s[use], sB[use]
     tB0_s = tB0_s[use] if tB0_s is not None else None
     overlap = float(tB_s[-1] - tB_s[0])
-    if np.std(sB) < 1e-3 or np.std(np.interp(tB_s, tA_s, sA)) < 1e-3:
+    motion = float(min(np.std(sB), np.std(np.interp(tB_s, tA_s, sA))))
+    if motion < 1e-3:
         raise CalibrationError(
             f"time offset: no motion in the {signal} signal: drive with turns and speed changes (or rotate "
             "the "
@@ -470,7 +475,36 @@ def estimate_offset(
     h = step_s
     curv = (ncc(lag - h) - 2 * peak + ncc(lag + h)) / h**2
     std = np.sqrt(max(1 - peak, 1e-6) / (keep.sum() * -curv)) if curv < 0 else float("inf")
-    return OffsetResult(int(round(lag * 1e9)), peak, float(std * 1e9), overlap, signal)
+    return OffsetResult(
+        int(round(lag * 1e9)), peak, float(std * 1e9), overlap, signal, motion, int(round(max_lag_s * 1e9))
+    )
+
+
+#: Quality gates of a time offset (:func:`offset_gates`). Motion: a consumer MEMS gyro's noise alone gives
+#: a yaw-rate std of ~0.005 rad/s and a drive straight ahead little more, so the floor (0.03 rad/s, 1.7°/s)
+#: asks for turns; speed: 0.2 m/s of speed changes. Correlation: the good sessions of the tests give > 0.9,
+#: a straight drive 0.08. Peak margin: a peak within two search steps of ±max_lag is the window's edge,
+#: not a maximum. σ: 10 ms is a third of a camera frame.
+MIN_MOTION = {"yaw_rate": (0.03, " rad/s"), "speed": (0.2, " m/s")}
+MIN_CORRELATION = 0.7
+MIN_PEAK_MARGIN_MS = 10.0
+MAX_STD_MS = 10.0
+
+
+def offset_gates(r: OffsetResult) -> list[Gate]:
+    """The quality gates of one time-offset estimate (see :data:`MIN_MOTION` …)."""
+    floor, unit = MIN_MOTION[r.signal]
+    margin_ms = (r.max_lag_ns - abs(r.offset_ns)) / 1e6
+    return [
+        Gate("motion", r.motion, floor, True, unit,
+             f"too little {r.signal.replace('_', ' ')}: record turns and speed changes both sensors see"),
+        Gate("correlation", r.correlation, MIN_CORRELATION, True, "",
+             "the two signals do not agree at any lag: check the sensor pair, its extrinsics and the motion"),
+        Gate("peak margin", margin_ms, MIN_PEAK_MARGIN_MS, True, " ms",
+             f"the best lag is at the edge of ±{r.max_lag_ns / 1e6:g} ms: rerun with a larger --max-lag"),
+        Gate("offset σ", r.std_ns / 1e6, MAX_STD_MS, False, " ms",
+             "the correlation peak is too flat: record longer, with sharper turns"),
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------- log shell

@@ -57,10 +57,17 @@ def cmd_calibrate_radar_lidar(args) -> dict:
     )
 
 
+def _gate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="write the result even when a quality gate fails (recorded in the provenance)")
+    p.add_argument("--dry-run", action="store_true", help="compute and print; write nothing")  # fmt: skip
+
+
 def cmd_calibrate_time(args) -> dict:
     from edgefuse.calib.commands import run_time
 
-    return run_time(args.log, sensor_pair=args.sensors, calib_path=args.calib, max_lag=args.max_lag)
+    return run_time(args.log, sensor_pair=args.sensors, calib_path=args.calib, max_lag=args.max_lag,
+                    force=args.force, dry_run=args.dry_run)  # fmt: skip
 
 
 def cmd_calibrate_check(args) -> dict:
@@ -144,6 +151,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sensors", required=True, help="A,B: B's offset is calibrated against A")
     p.add_argument("--calib", required=True, help="calibration file: B's time offset is updated in place")
     p.add_argument("--max-lag", type=float, default=0.5, help="largest offset searched, s (default 0.5)")
+    _gate_options(p)
     add_json(p)
     p.set_defaults(func=cmd_calibrate_time)
 
