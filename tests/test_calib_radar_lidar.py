@@ -16,7 +16,7 @@ from edgefuse.logs import Recorder
 from edgefuse.rig import load_calibration, save_calibration
 from edgefuse.sim.rig import sim_calibration
 from edgefuse.sim.world import make_world
-from edgefuse.types import Message, PointCloud
+from edgefuse.types import Message, PointCloud, RadarScan
 
 
 def _initial() -> Transform:
@@ -115,3 +115,83 @@ def test_cli_radar_lidar_updates_the_calibration(tmp_path, capsys):
     dx, dy, dyaw = _param_errors(load_calibration(calib).extrinsics["radar_front"])
     assert dx < 0.05 and dy < 0.05 and dyaw < 0.5, (dx, dy, dyaw)
     assert "extrinsics.radar_front" in load_calibration(calib).provenance
+    assert r["written"] and all(g["ok"] for g in r["gates"]) and r["reflectors"] >= 3
+
+
+# ---------------------------------------------------------------- quality gates (issue 19's cases)
+
+
+def _failed(result) -> set[str]:
+    from edgefuse.calib.radar_lidar import radar_lidar_gates
+
+    return {g.name for g in radar_lidar_gates(result) if not g.ok}
+
+
+def test_good_sessions_pass_every_gate():
+    for seed in (0, 1):
+        scans, clouds = radar_lidar_frames(seed, n_radar=80, n_lidar=8)
+        r = solve_radar_lidar(_pairs(scans, clouds), sim_calibration().extrinsics["lidar_top"], _initial())
+        assert _failed(r) == set() and r.reflectors == 4 and r.azimuth_spread_deg > 40, r.to_dict()
+
+
+def test_one_reflector_seen_in_80_scans_is_refused():
+    """80 scans of one reflector make 80 pairs: the gate counts reflectors, not pairs."""
+    scans, clouds = radar_lidar_frames(0, n_radar=80, n_lidar=8)
+    T_lidar = sim_calibration().extrinsics["lidar_top"]
+    one = []
+    for s, t in _pairs(scans, clouds):
+        tb = T_lidar.apply(t)
+        one.append((s, t[np.linalg.norm(tb[:, :2] - [17.3, 4.4], axis=1) < 1.0]))  # the one at (17, 4) m
+    r = solve_radar_lidar(one, T_lidar, _initial())
+    assert r.pairs >= 60 and r.reflectors == 1
+    assert {"reflectors", "azimuth spread"} <= _failed(r), r.to_dict()
+
+
+def test_two_reflectors_0_6_m_apart_are_refused():
+    """Hand-made: two reflectors 0.6 m apart at 15 m, seen by the true radar (its detections the reflector
+    positions in its frame plus 5 cm of noise) and by the LiDAR (exactly)."""
+    calib = sim_calibration()
+    T_radar, T_lidar = calib.extrinsics["radar_front"], calib.extrinsics["lidar_top"]
+    refl = np.array([[15.0, 2.0, 0.8], [15.0, 2.6, 0.8]])
+    rng = np.random.default_rng(4)
+    frames = []
+    for _ in range(80):
+        xyz = T_radar.inverse().apply(refl) + rng.normal(0, 0.05, refl.shape)
+        scan = RadarScan(np.hstack([xyz, np.zeros((2, 2))]).astype(np.float32))
+        frames.append((scan, T_lidar.inverse().apply(refl)))
+    r = solve_radar_lidar(frames, T_lidar, _initial())
+    assert r.reflectors == 2 and "reflectors" in _failed(r) and "azimuth spread" in _failed(r), r.to_dict()
+
+
+def test_cli_refuses_one_reflector_and_force_writes_it(tmp_path, capsys):
+    scans, clouds = radar_lidar_frames(1, n_radar=40, n_lidar=20)
+    T_lidar = sim_calibration().extrinsics["lidar_top"]
+    keep = []
+    for c in clouds:  # every reflector but the one at (17.3, 4.4) m removed from the LiDAR's view
+        others = T_lidar.apply(lidar_targets(c))
+        others = others[np.linalg.norm(others[:, :2] - [17.3, 4.4], axis=1) > 1.0]
+        pts = T_lidar.apply(c.xyz.astype(np.float64))
+        far = np.all(np.linalg.norm(pts[:, None, :2] - others[None, :, :2], axis=2) > 1.0, axis=1)
+        keep.append(PointCloud(c.data[far], c.fields))
+    log = tmp_path / "one.mcap"
+    with Recorder(log, clock=lambda: 0) as rec:
+        for k in range(40):
+            t = 1_000_000_000 + k * 50_000_000
+            rec.write(Message("lidar_top", t, keep[k // 2], raw_stamp_ns=t, recv_ns=t, frame="lidar_top",
+                              seq=k))  # fmt: skip
+            rec.write(Message("radar_front", t, scans[k], raw_stamp_ns=t, recv_ns=t, frame="radar_front",
+                              seq=k))  # fmt: skip
+    start = sim_calibration()
+    start.extrinsics["radar_front"] = _initial()
+    calib = tmp_path / "calib.yaml"
+    save_calibration(start, calib)
+    before = calib.read_bytes()
+    args = ["calibrate", "radar-lidar", str(log), "--radar", "radar_front", "--lidar", "lidar_top",
+            "--calib", str(calib)]  # fmt: skip
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 2 and "not written: reflectors 1 (needs ≥ 3)" in err and calib.read_bytes() == before, err
+    rc = main([*args, "--force", "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0 and r["written"] and any(f.startswith("reflectors") for f in r["forced"])
+    assert load_calibration(calib).provenance["extrinsics.radar_front"]["forced"]

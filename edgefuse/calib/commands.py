@@ -171,11 +171,34 @@ def run_lidar_camera(
     return report
 
 
-def run_radar_lidar(log: str, *, radar: str, lidar: str, calib_path: str, six_dof: bool = False) -> dict:
-    """`calibrate radar-lidar`: T_base_radar from corner reflectors in a log; updates ``calib_path``."""
+def _gated_write(what: str, gates, report: dict, *, force: bool, dry_run: bool, write) -> dict:
+    """The one way a calibration result is written: ``report`` gets its ``gates``; with ``dry_run`` the
+    failed gates are listed and nothing is written; otherwise a failed gate raises (one line, see
+    :func:`~edgefuse.calib.common.gate_verdict`) unless ``force``, and ``write(forced)`` (the failed gates'
+    lines, recorded in the provenance) updates the file and returns its backup path."""
+    from edgefuse.calib.common import gate_verdict
+
+    report.update(gates=[g.to_dict() for g in gates], written=False)
+    if dry_run:
+        report["failed_gates"] = [g.line() for g in gates if not g.ok]
+        return report
+    forced = gate_verdict(what, gates, force=force)
+    report["backup"] = str(write(forced))
+    report["written"] = True
+    if forced:
+        report["forced"] = forced
+    return report
+
+
+def run_radar_lidar(
+    log: str, *, radar: str, lidar: str, calib_path: str, six_dof: bool = False, force: bool = False,
+    dry_run: bool = False,
+) -> dict:
+    """`calibrate radar-lidar`: T_base_radar from corner reflectors in a log; updates ``calib_path`` when
+    the result passes :func:`~edgefuse.calib.radar_lidar.radar_lidar_gates` (see :func:`_gated_write`)."""
     from edgefuse.calib.common import provenance, update_calibration_file
     from edgefuse.calib.lidar_camera import transform_error
-    from edgefuse.calib.radar_lidar import frames_from_log, solve_radar_lidar
+    from edgefuse.calib.radar_lidar import frames_from_log, radar_lidar_gates, solve_radar_lidar
     from edgefuse.rig import load_calibration
 
     calib = load_calibration(calib_path)
@@ -189,22 +212,27 @@ def run_radar_lidar(log: str, *, radar: str, lidar: str, calib_path: str, six_do
     report["frames"] = len(frames)
     dt, dr = transform_error(result.T_base_radar, T_base_radar)
     report["change"] = {"translation_m": round(dt, 4), "rotation_deg": round(dr, 4)}
+    report["calib"] = calib_path
 
     def update(c):
         c.extrinsics[radar] = result.T_base_radar
 
-    rec = provenance(
-        "radar-lidar",
-        {"log": log},
-        {"rms_m": report["rms_m"], "std": report["std"]},
-        radar=radar,
-        lidar=lidar,
-        fitted=report["fitted"],
-        pairs=result.pairs,
-    )
-    report["backup"] = str(update_calibration_file(calib_path, update, rec, f"extrinsics.{radar}"))
-    report["calib"] = calib_path
-    return report
+    def write(forced):
+        rec = provenance(
+            "radar-lidar",
+            {"log": log},
+            {"rms_m": report["rms_m"], "std": report["std"]},
+            radar=radar,
+            lidar=lidar,
+            fitted=report["fitted"],
+            pairs=result.pairs,
+            reflectors=result.reflectors,
+            **({"forced": forced} if forced else {}),
+        )
+        return update_calibration_file(calib_path, update, rec, f"extrinsics.{radar}")
+
+    return _gated_write(f"calibrate radar-lidar {radar}", radar_lidar_gates(result), report, force=force,
+                        dry_run=dry_run, write=write)  # fmt: skip
 
 
 def run_time(
@@ -214,7 +242,7 @@ def run_time(
     """`calibrate time`: the time offset of B against A (``sensor_pair`` "A,B"); updates ``calib_path``
     when the result passes its quality gates (:func:`~edgefuse.calib.time_offset.offset_gates`; ``force``:
     anyway, recorded in the provenance), never with ``dry_run``."""
-    from edgefuse.calib.common import gate_verdict, provenance, update_calibration_file
+    from edgefuse.calib.common import provenance, update_calibration_file
     from edgefuse.calib.time_offset import offset_from_log, offset_gates
     from edgefuse.rig import load_calibration
 
@@ -227,32 +255,27 @@ def run_time(
     old = calib.time_offsets_ns.get(b, 0)
     new = old - result.offset_ns
     report = result.to_dict()
-    gates = offset_gates(result)
     report.update(reference=a, sensor=b, kinds=info["kinds"], time_offset_ns={"before": old, "after": new},
-                  gates=[g.to_dict() for g in gates], calib=calib_path, written=False)  # fmt: skip
-    if dry_run:
-        report["failed_gates"] = [g.line() for g in gates if not g.ok]
-        return report
-    forced = gate_verdict(f"calibrate time {a},{b}", gates, force=force)
+                  calib=calib_path)  # fmt: skip
 
     def update(c):
         c.time_offsets_ns[b] = int(new)
 
-    rec = provenance(
-        "time",
-        {"log": log},
-        {"correlation": report["correlation"], "std_ms": report["std_ms"]},
-        reference=a,
-        sensor=b,
-        signal=result.signal,
-        offset_ns=result.offset_ns,
-        **({"forced": forced} if forced else {}),
-    )
-    report["backup"] = str(update_calibration_file(calib_path, update, rec, f"time_offsets_ns.{b}"))
-    report["written"] = True
-    if forced:
-        report["forced"] = forced
-    return report
+    def write(forced):
+        rec = provenance(
+            "time",
+            {"log": log},
+            {"correlation": report["correlation"], "std_ms": report["std_ms"]},
+            reference=a,
+            sensor=b,
+            signal=result.signal,
+            offset_ns=result.offset_ns,
+            **({"forced": forced} if forced else {}),
+        )
+        return update_calibration_file(calib_path, update, rec, f"time_offsets_ns.{b}")
+
+    return _gated_write(f"calibrate time {a},{b}", offset_gates(result), report, force=force,
+                        dry_run=dry_run, write=write)  # fmt: skip
 
 
 def run_check(

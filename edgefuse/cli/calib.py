@@ -53,8 +53,9 @@ def cmd_calibrate_radar_lidar(args) -> dict:
     from edgefuse.calib.commands import run_radar_lidar
 
     return run_radar_lidar(
-        args.log, radar=args.radar, lidar=args.lidar, calib_path=args.calib, six_dof=args.six_dof
-    )
+        args.log, radar=args.radar, lidar=args.lidar, calib_path=args.calib, six_dof=args.six_dof,
+        force=args.force, dry_run=args.dry_run,
+    )  # fmt: skip
 
 
 def _gate_options(p: argparse.ArgumentParser) -> None:
@@ -143,6 +144,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fit all six parameters (radars that measure elevation); default x, y, yaw",
     )
+    _gate_options(p)
     add_json(p)
     p.set_defaults(func=cmd_calibrate_radar_lidar)
 
