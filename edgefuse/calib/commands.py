@@ -118,11 +118,15 @@ def run_lidar_camera(
     calib_path: str,
     edges: bool = False,
     progress: bool = True,
+    force: bool = False,
+    dry_run: bool = False,
 ) -> dict:
-    """`calibrate lidar-camera`: T_base_camera from board views in a log; updates ``calib_path`` in place."""
+    """`calibrate lidar-camera`: T_base_camera from board views in a log; updates ``calib_path`` in place
+    when the result passes :func:`~edgefuse.calib.lidar_camera.lidar_camera_gates` (see
+    :func:`_gated_write`)."""
     from edgefuse.calib.boards import parse_board
     from edgefuse.calib.common import CalibrationError, provenance, update_calibration_file
-    from edgefuse.calib.lidar_camera import solve_lidar_camera
+    from edgefuse.calib.lidar_camera import lidar_camera_gates, solve_lidar_camera, transform_error
     from edgefuse.calib.lidar_camera_board import observations_from_log
     from edgefuse.rig import load_calibration
 
@@ -145,30 +149,33 @@ def run_lidar_camera(
     T_base_cam_new = T_base_lidar @ result.T_cam_lidar.inverse()
     report = result.to_dict()
     report["skipped"] = counts
-    from edgefuse.calib.lidar_camera import transform_error
-
     dt, dr = transform_error(T_base_cam_new, T_base_cam)
     report["change"] = {"translation_m": round(dt, 5), "rotation_deg": round(dr, 4)}
+    report["calib"] = calib_path
+    found = len(obs) / (len(obs) + counts.get("no_lidar_board", 0))
 
     def update(c):
         c.extrinsics[camera] = T_base_cam_new
 
-    rec = provenance(
-        "lidar-camera",
-        {"log": log},
-        {
-            "rms_m": round(result.rms_m, 5),
-            "std_translation_m": report["std_translation_m"],
-            "std_rotation_deg": report["std_rotation_deg"],
-        },
-        camera=camera,
-        lidar=lidar,
-        board=board.describe(),
-        poses=len(result.used),
-    )
-    report["backup"] = str(update_calibration_file(calib_path, update, rec, f"extrinsics.{camera}"))
-    report["calib"] = calib_path
-    return report
+    def write(forced):
+        rec = provenance(
+            "lidar-camera",
+            {"log": log},
+            {
+                "rms_m": round(result.rms_m, 5),
+                "std_translation_m": report["std_translation_m"],
+                "std_rotation_deg": report["std_rotation_deg"],
+            },
+            camera=camera,
+            lidar=lidar,
+            board=board.describe(),
+            poses=len(result.used),
+            **({"forced": forced} if forced else {}),
+        )
+        return update_calibration_file(calib_path, update, rec, f"extrinsics.{camera}")
+
+    return _gated_write(f"calibrate lidar-camera {camera}", lidar_camera_gates(result, T_init, found), report,
+                        force=force, dry_run=dry_run, write=write)  # fmt: skip
 
 
 def _gated_write(what: str, gates, report: dict, *, force: bool, dry_run: bool, write) -> dict:

@@ -46,6 +46,8 @@ def cmd_calibrate_lidar_camera(args) -> dict:
         calib_path=args.calib,
         edges=args.edges,
         progress=not getattr(args, "json", False),
+        force=args.force,
+        dry_run=args.dry_run,
     )
 
 
@@ -129,6 +131,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--board", required=True, help="board spec or target .yaml (see `calibrate intrinsics`)")
     p.add_argument("--calib", required=True, help="calibration file: initial guess, updated in place")
     p.add_argument("--edges", action="store_true", help="add the plate-outline (edge alignment) term")
+    _gate_options(p)
     add_json(p)
     p.set_defaults(func=cmd_calibrate_lidar_camera)
 
