@@ -1,5 +1,5 @@
-"""CI compiles the CUDA kernel library (deploy/plugins/) with CMake + nvcc for one architecture and checks
-its C ABI: exported symbols (nm -D), ABI version, and the parameter checks that need no GPU."""
+"""CI compiles the CUDA kernel library (edgefuse/deploy/plugins/) with CMake + nvcc for one architecture and
+checks its C ABI: exported symbols (nm -D), ABI version, and the parameter checks that need no GPU."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_missing_library_error_names_the_file_and_the_fix(tmp_path, monkeypatch)
     missing = tmp_path / "nowhere" / K.LIBRARY_NAME
     with pytest.raises(K.KernelLibraryError) as e:
         K.load_kernels(missing)
-    assert str(missing) in str(e.value) and "cmake -S deploy/plugins" in str(e.value)
+    assert str(missing) in str(e.value) and "edgefuse build-kernels" in str(e.value)
     monkeypatch.setenv(K.ENV_LIBRARY, str(missing))
     assert K.library_path() == missing
     not_ours = tmp_path / "libnotours.so"
