@@ -49,7 +49,9 @@ def cmd_replay(args) -> dict:
     logs = log_files(args.log)  # before the model loads: a wrong path fails at once
     policy = _log_policy(args, "replay")
     first = Path(args.log[0])
-    backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads())
+    backend = load_backend(
+        args.model, args.backend, threads=args.threads or inference_threads(), plugins=args.plugins
+    )
     return run_replay(
         logs, backend, args.out or first.with_name(first.name + ".replay"), rate=rate,
         deterministic=args.deterministic, kit_path=args.kit, calib_path=args.calib,
@@ -64,7 +66,9 @@ def cmd_run(args) -> dict:
     from edgefuse.runtime.backends import inference_threads
 
     policy = _log_policy(args, "run")
-    backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads())
+    backend = load_backend(
+        args.model, args.backend, threads=args.threads or inference_threads(), plugins=args.plugins
+    )
     return run_live(
         args.kit, backend, args.out, calib_path=args.calib, duration_s=args.duration,
         config=_pipeline_config(args), udp=args.udp, console=args.console, log_inputs=args.log_inputs,
@@ -114,6 +118,10 @@ def _pipeline_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
                    help="default: from the model file")  # fmt: skip
+    p.add_argument("--plugins", default=None, metavar="LIB",
+                   help="the TensorRT plugin library for an engine with plugin nodes (edgefuse export "
+                        "--plugins); default: $EDGEFUSE_TRT_PLUGINS_LIB, else edgefuse build-kernels' "
+                        "default build")  # fmt: skip
     p.add_argument(
         "--threads",
         type=int,
