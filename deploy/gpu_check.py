@@ -1,4 +1,4 @@
-"""GPU check of the custom CUDA kernels (deploy/plugins/) and the model on this machine's GPU.
+"""GPU check of the custom CUDA kernels (edgefuse/deploy/plugins/) and the model on this machine's GPU.
 
     deploy/gpu_check.sh [--quick] [--out-dir docs] [--cpu-fallback]
 
@@ -662,7 +662,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller inputs and fewer timing iterations")
     ap.add_argument("--cpu-fallback", action="store_true", help="numpy references in place of the kernels")
     ap.add_argument("--out-dir", default=str(ROOT / "docs"))
-    ap.add_argument("--build-dir", default=str(ROOT / "deploy" / "plugins" / "build"))
+    ap.add_argument("--build-dir", default=None,
+                    help="CMake build directory (default: edgefuse build-kernels' per-install cache dir)")
     ap.add_argument("--library", default=None, help="use this built library instead of building")
     ap.add_argument("--iters", type=int, default=None)
     ap.add_argument(

@@ -39,13 +39,24 @@ def backend_for(model_path: str | Path, backend: str | None = None) -> str:
 
 
 def open_backend(
-    model_path: str | Path, backend: str | None = None, threads: int = 2, providers: list[str] | None = None
+    model_path: str | Path,
+    backend: str | None = None,
+    threads: int = 2,
+    providers: list[str] | None = None,
+    plugins: str | Path | None = None,
 ) -> Backend:
-    """Open ``model_path`` with ``backend`` (default: from the suffix, see module doc); ``providers``: the
+    """Open ``model_path`` with ``backend`` (default: from the suffix, see module doc). ``providers``: the
     onnxruntime execution providers in order of preference (``tensorrt``, ``cuda``, ``cpu``; onnxruntime
-    only, see :func:`~edgefuse.runtime.backends.ort_providers`)."""
+    only, see :func:`~edgefuse.runtime.backends.ort_providers`). ``plugins``: the TensorRT plugin library
+    an engine with plugin nodes loads (None: ``$EDGEFUSE_TRT_PLUGINS_LIB``, else the default build,
+    :func:`edgefuse.runtime.kernels.trt_plugins_path`); only the TensorRT backend takes it."""
     path = Path(model_path)
     backend = backend_for(path, backend)
+    if plugins is not None and backend != "tensorrt":
+        raise BackendError(
+            f"--plugins {plugins}: only TensorRT engines load the plugin library; {path} runs on {backend} "
+            "(build an engine: edgefuse build-engine)"
+        )
     if not path.is_file():
         raise BackendError(f"{path}: no such model file")
     if providers is not None and backend != "onnxruntime":
@@ -63,15 +74,19 @@ def open_backend(
         return OnnxRuntimeBackend(path, threads, providers)
     from edgefuse.runtime.tensorrt import TensorRTBackend
 
-    return TensorRTBackend(path)
+    return TensorRTBackend(path, plugins)
 
 
 def load_backend(
-    model: str | Path | None, backend: str | None = None, threads: int = 2, providers: list[str] | None = None
+    model: str | Path | None,
+    backend: str | None = None,
+    threads: int = 2,
+    providers: list[str] | None = None,
+    plugins: str | Path | None = None,
 ) -> Backend:
     """Open ``model`` (``.pt``/``.onnx``/``.engine``; None = the bundled INT8 ONNX model) with
-    :func:`open_backend`."""
+    :func:`open_backend` (``plugins``: ``--plugins``, the TensorRT plugin library)."""
     path = Path(model) if model is not None else bundled_model("int8")
     if not path.is_file():
         raise InputError(f"--model {path}: no such model file; expected a .pt, .onnx or .engine model")
-    return open_backend(path, backend=backend, threads=threads, providers=providers)
+    return open_backend(path, backend=backend, threads=threads, providers=providers, plugins=plugins)

@@ -1,14 +1,19 @@
-"""CI compiles the CUDA kernel library (deploy/plugins/) with CMake + nvcc for one architecture and checks
-its C ABI: exported symbols (nm -D), ABI version, and the parameter checks that need no GPU."""
+"""CI compiles the CUDA kernel library (edgefuse/deploy/plugins/) with CMake + nvcc for one architecture and
+checks its C ABI: exported symbols (nm -D), ABI version, and the parameter checks that need no GPU."""
 
 from __future__ import annotations
 
 import ctypes
+import io
+import json
 import shutil
 import subprocess
+from contextlib import redirect_stdout
+from pathlib import Path
 
 import pytest
 
+from edgefuse.cli import main
 from edgefuse.runtime import kernel_refs as R
 from edgefuse.runtime import kernels as K
 
@@ -28,8 +33,17 @@ needs_toolchain = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    # one architecture (sm_87, Jetson Orin) keeps the CI build to about half a minute
-    return K.build_library(tmp_path_factory.mktemp("kernels-build"), architectures="87", nvcc=NVCC)
+    """Built as a user would: `edgefuse build-kernels` (the sources in the package, an explicit build dir).
+    One architecture (sm_87, Jetson Orin) keeps the CI build to about half a minute."""
+    build = tmp_path_factory.mktemp("kernels-build")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        rc = main(["build-kernels", "--arch", "87", "--build-dir", str(build), "--jobs", "2", "--json"])
+    assert rc == 0, out.getvalue()
+    r = json.loads(out.getvalue())
+    assert r["sources"] == str(K.PLUGINS_DIR) and r["build_dir"] == str(build)
+    assert r["kernels"] == str(build / K.LIBRARY_NAME) and r["env"][K.ENV_LIBRARY] == r["kernels"]
+    return Path(r["kernels"])
 
 
 @pytest.mark.slow
@@ -85,13 +99,23 @@ def test_missing_library_error_names_the_file_and_the_fix(tmp_path, monkeypatch)
     missing = tmp_path / "nowhere" / K.LIBRARY_NAME
     with pytest.raises(K.KernelLibraryError) as e:
         K.load_kernels(missing)
-    assert str(missing) in str(e.value) and "cmake -S deploy/plugins" in str(e.value)
+    assert str(missing) in str(e.value) and "edgefuse build-kernels" in str(e.value)
     monkeypatch.setenv(K.ENV_LIBRARY, str(missing))
     assert K.library_path() == missing
     not_ours = tmp_path / "libnotours.so"
     not_ours.write_bytes(b"\x7fELF this is not a shared object")
     with pytest.raises(K.KernelLibraryError, match="could not load"):
         K.load_kernels(not_ours)
+
+
+def test_build_kernels_without_nvcc_is_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(K, "find_nvcc", lambda: None)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: f"/usr/bin/{name}")  # cmake "found"
+    assert main(["build-kernels", "--build-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(K.PLUGINS_DIR) in err
+    assert "nvcc (CUDA 12 or 13) not found" in err
+    assert list(tmp_path.iterdir()) == []  # nothing configured
 
 
 def test_kernels_module_imports_no_gpu_stack():

@@ -63,10 +63,7 @@ fi
 echo "profile: $PROFILE" | tee -a "$OUT/machine.txt"
 
 # ---- CUDA kernels + TensorRT plugins for sm_87
-step plugins "$PY" -c "
-from edgefuse.runtime.kernels import build_library
-print(build_library('$OUT/plugins-build', architectures='87', jobs=4))
-"
+step plugins "${EF[@]}" build-kernels --arch 87 --build-dir "$OUT/plugins-build" --jobs 4 --json
 LIB="$(ls "$OUT"/plugins-build/libedgefuse_trt_plugins.so 2>/dev/null || true)"
 export EDGEFUSE_TRT_PLUGINS_LIB="$LIB"
 export EDGEFUSE_KERNELS_LIB="$(ls "$OUT"/plugins-build/libedgefuse_kernels.so 2>/dev/null || true)"

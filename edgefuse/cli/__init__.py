@@ -13,7 +13,7 @@ and handlers from its own module (``add_parsers``), and what they share is in :m
 - ``logs.py``: log info
 - ``sources.py``: inspect, convert, record
 - ``sync.py``: sync report
-- ``model.py``: train, eval, export, quantize, build-engine, compare
+- ``model.py``: train, eval, export, quantize, build-engine, build-kernels, compare
 - ``run.py``: replay, run, profile
 - ``sim.py``: sim record / preview / serve
 - ``calib.py``: calibrate intrinsics / lidar-camera / radar-lidar / time / check / import

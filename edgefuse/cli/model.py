@@ -1,5 +1,5 @@
-"""``edgefuse train``, ``eval``, ``export``, ``quantize``, ``build-engine``, ``compare``: the model and
-its deployment.
+"""``edgefuse train``, ``eval``, ``export``, ``quantize``, ``build-engine``, ``build-kernels``, ``compare``:
+the model and its deployment.
 
 Torch, ONNX and TensorRT are imported inside the handlers, so building the parser stays light.
 """
@@ -7,6 +7,8 @@ Torch, ONNX and TensorRT are imported inside the handlers, so building the parse
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from edgefuse.cli.common import add_json
 
@@ -57,8 +59,6 @@ def cmd_export(args) -> dict:
 
 
 def cmd_quantize(args) -> dict:
-    from pathlib import Path
-
     from edgefuse.engine.quantize import calibration_feeds, quantize_int8
     from edgefuse.runtime.manifest import read_onnx_manifest
 
@@ -77,6 +77,19 @@ def cmd_build_engine(args) -> dict:
     return build_engine(
         args.model, args.out, precision=args.precision, profile=args.profile, plugins=args.plugins
     )
+
+
+def cmd_build_kernels(args) -> dict:
+    from edgefuse.runtime import kernels as K
+
+    build = Path(args.build_dir) if args.build_dir else K.default_build_dir()
+    lib = K.build_library(build, args.arch, jobs=args.jobs, tensorrt_root=args.tensorrt_root)
+    trt = build / K.TRT_PLUGINS_NAME
+    return {
+        "sources": str(K.PLUGINS_DIR), "build_dir": str(build), "architectures": args.arch,
+        "kernels": str(lib), "trt_plugins": str(trt) if trt.is_file() else None,
+        "env": {K.ENV_LIBRARY: str(lib), **({K.ENV_TRT_PLUGINS: str(trt)} if trt.is_file() else {})},
+    }  # fmt: skip
 
 
 def cmd_compare(args) -> dict:
@@ -170,11 +183,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--precision", choices=("fp32", "fp16", "int8"), default=None, help="default: the profile's"
     )
-    p.add_argument("--profile", default="x86-gpu", help="deploy/profiles/NAME.yaml or a path")
+    p.add_argument("--profile", default="x86-gpu",
+                   help="a profile shipped with edgefuse (orin-nano, orin-nx, orin-agx, x86-gpu: "
+                        "edgefuse/deploy/profiles/NAME.yaml) or a YAML path")  # fmt: skip
     p.add_argument("--out", required=True, metavar="X.engine")
     p.add_argument("--plugins", default=None, metavar="LIB", help="TensorRT plugin library")
     add_json(p)
     p.set_defaults(func=cmd_build_engine)
+
+    p = sub.add_parser("build-kernels",
+                       help="build the CUDA kernels and TensorRT plugins shipped with edgefuse "
+                            "(CMake >= 3.22 + nvcc)")  # fmt: skip
+    p.add_argument("--arch", default="native", metavar="ARCHS",
+                   help="CUDA architectures: native (the local GPU; the default), 87 (Jetson Orin), '87;90', "
+                        "all-major (CMake >= 3.23)")  # fmt: skip
+    p.add_argument("--build-dir", default=None, metavar="DIR",
+                   help="build here (default: a per-install user cache dir, ~/.cache/edgefuse/kernels-…, "
+                        "where the libraries are also looked for when no environment variable names "
+                        "them)")  # fmt: skip
+    p.add_argument("--tensorrt-root", default=None, metavar="DIR",
+                   help="TensorRT prefix (include/, lib/) for the plugin library (JetPack: found in /usr)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="parallel compile jobs")
+    add_json(p)
+    p.set_defaults(func=cmd_build_kernels)
 
     p = sub.add_parser("compare", help="per-frame detection agreement and mAP of several models on a log")
     p.add_argument("log", metavar="LOG")

@@ -43,7 +43,7 @@ def _backend(args):
     from edgefuse.runtime.backends import inference_threads
 
     backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads(),
-                           providers=args.providers)  # fmt: skip
+                           providers=args.providers, plugins=args.plugins)  # fmt: skip
     for note in getattr(backend, "provider_notes", []):
         print(f"edgefuse: onnxruntime: {note}", file=sys.stderr)
     return backend
@@ -122,6 +122,10 @@ def _pipeline_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
                    help="default: from the model file")  # fmt: skip
+    p.add_argument("--plugins", default=None, metavar="LIB",
+                   help="the TensorRT plugin library for an engine with plugin nodes (edgefuse export "
+                        "--plugins); default: $EDGEFUSE_TRT_PLUGINS_LIB, else edgefuse build-kernels' "
+                        "default build")  # fmt: skip
     p.add_argument(
         "--threads",
         type=int,

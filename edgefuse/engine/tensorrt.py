@@ -1,6 +1,7 @@
 """TensorRT engine builds (workstation side): from ONNX with a deployment profile, with its JSON sidecar.
 
-- :func:`load_profile` — ``deploy/profiles/<name>.yaml`` (or a path) → :class:`Profile`.
+- :func:`load_profile` — a profile shipped in the package (``edgefuse/deploy/profiles/<name>.yaml``, package
+  data: the same path in a source checkout and an installed wheel) or a YAML path → :class:`Profile`.
 - :func:`build_engine` — TensorRT Python API builder: explicit batch, FP32/FP16/INT8 (INT8 = an
   explicit-precision build of a QDQ ONNX), workspace limit, timing cache, DLA with GPU fallback,
   version-compatible engines when the profile asks, the plugin library for ``export --plugins`` graphs;
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from edgefuse.runtime.tensorrt import EngineError, EngineMismatchError, gpu_of, import_trt, write_sidecar
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "profiles"  # package data (pyproject.toml)
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -46,7 +47,7 @@ class Profile:
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
-    """A profile by name (``deploy/profiles/<name>.yaml``) or YAML path."""
+    """A profile by name (:data:`PROFILES_DIR` ``/<name>.yaml``) or YAML path."""
     import yaml
 
     p = Path(name_or_path)
@@ -54,6 +55,11 @@ def load_profile(name_or_path: str | Path) -> Profile:
         p = PROFILES_DIR / f"{name_or_path}.yaml"
     if not p.is_file():
         have = sorted(q.stem for q in PROFILES_DIR.glob("*.yaml"))
+        if not have and not Path(name_or_path).suffix:
+            raise EngineError(
+                f"--profile {name_or_path}: no profiles in {PROFILES_DIR}: this edgefuse install lacks its "
+                "package data; reinstall it (pip install .) or pass a profile YAML path"
+            )
         raise EngineError(
             f"--profile {name_or_path}: no such profile file {p}; expected one of {have} or a path"
         )

@@ -9,7 +9,7 @@ vehicle computer needs to run a model file.
 - :mod:`~edgefuse.runtime.backends`: the backend contract and onnxruntime;
   :mod:`~edgefuse.runtime.tensorrt`: TensorRT engines (sidecar checks, the backend);
 - :mod:`~edgefuse.runtime.kernels` / :mod:`~edgefuse.runtime.kernel_refs`: the custom CUDA kernels of
-  ``deploy/plugins`` through ctypes, and their numpy references.
+  ``edgefuse/deploy/plugins`` through ctypes, and their numpy references.
 
 Nothing here imports :mod:`edgefuse.model` or :mod:`edgefuse.engine` (the workstation side): the import
 rules in ``pyproject.toml`` check it (docs/architecture.md).

@@ -19,7 +19,8 @@ import numpy as np
 from edgefuse.errors import InputError
 from edgefuse.runtime.feed import MIN_CAMERA_DEPTH_M
 
-#: The C ABI's fixed array bounds (deploy/plugins/ef_common.h): camera-lift heights, fused modalities.
+#: The C ABI's fixed array bounds (edgefuse/deploy/plugins/ef_common.h): camera-lift heights, fused
+#: modalities.
 MAX_HEIGHTS = 16
 MAX_MODALITIES = 4
 

@@ -1,6 +1,8 @@
-"""The custom CUDA kernels of deploy/plugins/ (DESIGN §5): the ctypes loader of their C ABI, the TensorRT
-plugin library, :class:`GpuVoxelizer` and the CMake build. Their numpy references, the oracle of every
-kernel test, are in :mod:`edgefuse.runtime.kernel_refs` (docs/kernels.md).
+"""The custom CUDA kernels of edgefuse/deploy/plugins/ (DESIGN §5; package data, so the sources are in every
+install): the ctypes loader of their C ABI, the TensorRT plugin library, :class:`GpuVoxelizer` and the CMake
+build (:func:`build_library`, ``edgefuse build-kernels``; by default into :func:`default_build_dir`). Their
+numpy references, the oracle of every kernel test, are in :mod:`edgefuse.runtime.kernel_refs`
+(docs/kernels.md).
 
 This module imports numpy only: no torch, cv2, numba, cuda-python or pycuda at import time. The GPU side:
 :func:`load_kernels` opens the library (:class:`KernelLibraryError` naming the file and the fix when it is
@@ -11,6 +13,7 @@ and a stream; :class:`GpuVoxelizer` runs stage 1 on host points with cuda-python
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +24,15 @@ from edgefuse.errors import InputError
 from edgefuse.runtime.feed import MIN_CAMERA_DEPTH_M
 from edgefuse.runtime.kernel_refs import MAX_HEIGHTS, MAX_MODALITIES, KernelInputError, as_array, grid_shape
 
-ABI_VERSION = 1  # EF_ABI_VERSION of deploy/plugins/ef_common.h
+ABI_VERSION = 1  # EF_ABI_VERSION of edgefuse/deploy/plugins/ef_common.h
 LIBRARY_NAME = "libedgefuse_kernels.so"
 ENV_LIBRARY = "EDGEFUSE_KERNELS_LIB"
-PLUGINS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "plugins"
-DEFAULT_LIBRARY = PLUGINS_DIR / "build" / LIBRARY_NAME
+#: The kernel and plugin sources (CMakeLists.txt, *.cu, *.h, trt/*.cpp): package data of edgefuse, so this
+#: one path is right in a source checkout and in an installed wheel alike. Read-only: builds go elsewhere.
+PLUGINS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "plugins"
 BUILD_HINT = (
-    "build it with `cmake -S deploy/plugins -B deploy/plugins/build -DEF_CUDA_ARCHITECTURES=native && "
-    f"cmake --build deploy/plugins/build -j` (needs nvcc), or set {ENV_LIBRARY} to the built library"
+    "build it with `edgefuse build-kernels [--arch 87] [--build-dir DIR]` (CMake >= 3.22 + nvcc), or set "
+    f"{ENV_LIBRARY} to the built library"
 )
 
 
@@ -165,13 +169,24 @@ def stream_handle(s) -> int:
     return int(s)
 
 
+def default_build_dir() -> Path:
+    """Where :func:`build_library` builds when no directory is given, and so where the libraries are looked
+    for when neither an argument nor the environment names them: ``$XDG_CACHE_HOME/edgefuse/kernels-<key>``
+    (``~/.cache`` when unset). Outside the package, because an installed one may be read-only; one directory
+    per install (``<key>`` hashes :data:`PLUGINS_DIR`), because CMake refuses a build directory configured
+    from another source directory, so a checkout and a venv must not share one."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    key = hashlib.sha1(str(PLUGINS_DIR).encode()).hexdigest()[:10]
+    return Path(cache) / "edgefuse" / f"kernels-{key}"
+
+
 def library_path(path: str | os.PathLike | None = None) -> Path:
     """The kernel library to load: ``path``, else ``$EDGEFUSE_KERNELS_LIB``, else
-    deploy/plugins/build/libedgefuse_kernels.so."""
+    :func:`default_build_dir` ``/libedgefuse_kernels.so``."""
     if path is not None:
         return Path(path)
     env = os.environ.get(ENV_LIBRARY)
-    return Path(env) if env else DEFAULT_LIBRARY
+    return Path(env) if env else default_build_dir() / LIBRARY_NAME
 
 
 _P = ctypes.c_void_p
@@ -293,20 +308,19 @@ TRT_PLUGIN_NAMES = (
     "EfBevFusion",
 )  # op types of the edgefuse-domain ONNX nodes, version "1"
 TRT_BUILD_HINT = (
-    "build it where TensorRT headers are installed: `cmake -S deploy/plugins -B deploy/plugins/build "
-    "-DEF_CUDA_ARCHITECTURES=native -DTENSORRT_ROOT=/path/to/TensorRT && "
-    "cmake --build deploy/plugins/build -j` "
-    f"(JetPack: TensorRT is found in /usr), or set {ENV_TRT_PLUGINS} to the built library"
+    "build it where TensorRT headers are installed: `edgefuse build-kernels --tensorrt-root "
+    "/path/to/TensorRT` (CMake -DTENSORRT_ROOT=…; JetPack's TensorRT is found in /usr), then pass it with "
+    f"--plugins or set {ENV_TRT_PLUGINS}"
 )
 
 
 def trt_plugins_path(path: str | os.PathLike | None = None) -> Path:
-    """The TensorRT plugin library: ``path``, else ``$EDGEFUSE_TRT_PLUGINS_LIB``, else
-    deploy/plugins/build/libedgefuse_trt_plugins.so."""
+    """The TensorRT plugin library: ``path`` (``--plugins``), else ``$EDGEFUSE_TRT_PLUGINS_LIB``, else
+    :func:`default_build_dir` ``/libedgefuse_trt_plugins.so``."""
     if path is not None:
         return Path(path)
     env = os.environ.get(ENV_TRT_PLUGINS)
-    return Path(env) if env else PLUGINS_DIR / "build" / TRT_PLUGINS_NAME
+    return Path(env) if env else default_build_dir() / TRT_PLUGINS_NAME
 
 
 def load_trt_plugins(path: str | os.PathLike | None = None):
@@ -512,25 +526,32 @@ def find_nvcc() -> Path | None:
     return None
 
 
-def build_library(build_dir: str | os.PathLike, architectures: str = "native", nvcc=None, jobs: int = 2,
-                  timeout_s: float = 900) -> Path:  # fmt: skip
-    """Configure and build deploy/plugins/ with CMake into ``build_dir`` for ``architectures`` (a
-    CMAKE_CUDA_ARCHITECTURES value: "native", "87", "87;90", "all-major") → the built library path.
-    :class:`KernelLibraryError` with the compiler output when cmake/nvcc is missing or the build fails."""
+def build_library(build_dir: str | os.PathLike | None = None, architectures: str = "native", nvcc=None,
+                  jobs: int = 2, timeout_s: float = 900,
+                  tensorrt_root: str | os.PathLike | None = None) -> Path:  # fmt: skip
+    """Configure and build :data:`PLUGINS_DIR` with CMake into ``build_dir`` (None: :func:`default_build_dir`)
+    for ``architectures`` (EF_CUDA_ARCHITECTURES: "native", "87", "87;90", "all-major") → the kernel
+    library's path. The TensorRT plugin library (:data:`TRT_PLUGINS_NAME`) is built beside it where CMake
+    finds TensorRT (``tensorrt_root``: its install prefix). :class:`KernelLibraryError` with the compiler
+    output when cmake/nvcc is missing or the build fails."""
     import shutil
     import subprocess
 
     cmake = shutil.which("cmake")
     nvcc = Path(nvcc) if nvcc else find_nvcc()
     if cmake is None or nvcc is None:
-        missing = "cmake" if cmake is None else "nvcc"
+        missing = "cmake (>= 3.22)" if cmake is None else "nvcc (CUDA 12 or 13)"
         raise KernelLibraryError(f"{PLUGINS_DIR}: cannot build the CUDA kernels: {missing} not found")
-    build = Path(build_dir)
-    steps = [
-        [cmake, "-S", str(PLUGINS_DIR), "-B", str(build), f"-DEF_CUDA_ARCHITECTURES={architectures}",
-         f"-DCMAKE_CUDA_COMPILER={nvcc}", "-DCMAKE_BUILD_TYPE=Release"],
-        [cmake, "--build", str(build), "-j", str(int(jobs))],
-    ]  # fmt: skip
+    if not (PLUGINS_DIR / "CMakeLists.txt").is_file():
+        raise KernelLibraryError(
+            f"{PLUGINS_DIR}: no CMakeLists.txt: this edgefuse install lacks its package data; reinstall it"
+        )
+    build = Path(build_dir) if build_dir is not None else default_build_dir()
+    configure = [cmake, "-S", str(PLUGINS_DIR), "-B", str(build), f"-DEF_CUDA_ARCHITECTURES={architectures}",
+                 f"-DCMAKE_CUDA_COMPILER={nvcc}", "-DCMAKE_BUILD_TYPE=Release"]  # fmt: skip
+    if tensorrt_root is not None:
+        configure.append(f"-DTENSORRT_ROOT={tensorrt_root}")
+    steps = [configure, [cmake, "--build", str(build), "-j", str(int(jobs))]]
     for cmd in steps:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         if p.returncode != 0:
