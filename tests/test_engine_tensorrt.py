@@ -180,6 +180,9 @@ def test_build_engine_refusals(onnx_models, tmp_path):
                      gpu={"name": "RTX 4090", "compute_capability": "8.9"})  # fmt: skip
     with pytest.raises(KernelLibraryError, match=r"nope\.so.*not found"):
         build_engine(plugins, tmp_path / "x.engine", "fp16", "x86-gpu", plugins=tmp_path / "nope.so", trt=trt)
+    with pytest.raises(EngineError, match=r"TensorRT 11\.0\.0 is not supported.*tensorrt>=10\.3,<11"):
+        trt11 = make_fake_trt(version="11.0.0")
+        build_engine(fp32, tmp_path / "x.engine", "fp16", "x86-gpu", trt=trt11, gpu=ORIN)
     assert not (tmp_path / "x.engine").exists()
 
 
