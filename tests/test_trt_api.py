@@ -180,7 +180,8 @@ def test_the_scan_sees_the_build_and_run_flow(uses):
                  ("Severity", "WARNING"), ("TensorIOMode", "INPUT")]:  # fmt: skip
         assert want in seen, want
     files = {u.where.split(":")[0] for u in uses}
-    assert {"edgefuse/engine/tensorrt.py", "edgefuse/runtime/tensorrt.py", "edgefuse/runtime/kernels.py"} <= files
+    want_files = {"edgefuse/engine/tensorrt.py", "edgefuse/runtime/tensorrt.py", "edgefuse/runtime/kernels.py"}
+    assert want_files <= files
 
 
 def test_the_scan_reports_what_tensorrt_10_3_does_not_have(headers):
