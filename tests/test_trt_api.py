@@ -180,8 +180,7 @@ def test_the_scan_sees_the_build_and_run_flow(uses):
                  ("Severity", "WARNING"), ("TensorIOMode", "INPUT")]:  # fmt: skip
         assert want in seen, want
     files = {u.where.split(":")[0] for u in uses}
-    want_files = {"edgefuse/engine/tensorrt.py", "edgefuse/runtime/tensorrt.py", "edgefuse/runtime/kernels.py"}
-    assert want_files <= files
+    assert {f"edgefuse/{m}.py" for m in ("engine/tensorrt", "runtime/tensorrt", "runtime/kernels")} <= files
 
 
 def test_the_scan_reports_what_tensorrt_10_3_does_not_have(headers):
