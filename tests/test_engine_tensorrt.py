@@ -1,19 +1,24 @@
 """TensorRT up to the library boundary: deployment profiles, builder configuration and the build flow against
-a fake ``tensorrt`` module, the engine sidecar and its refusal to load on another GPU/version, a missing
-plugin library, and (marked ``tensorrt``/``gpu``, skipped here) a real engine build + run."""
+a fake ``tensorrt`` module whose enums come from TensorRT 10.3's headers and that rejects what TensorRT
+10.3 rejects (``tests/_fake_tensorrt.py``; skipped with the reason where the headers are absent), the
+engine sidecar and its refusal to load on another GPU/version, plugin libraries, and (marked
+``tensorrt``/``gpu``, skipped here) a real engine build + run. The backend:
+``tests/test_runtime_tensorrt.py``."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-from types import SimpleNamespace
+import re
 
 import numpy as np
+import onnx
 import pytest
+from _fake_tensorrt import make_fake_trt, write_plugin_library
 
 from edgefuse.engine.tensorrt import PROFILES_DIR, Profile, build_engine, builder_config, load_profile
 from edgefuse.models import open_backend
-from edgefuse.runtime.kernels import KernelLibraryError
+from edgefuse.runtime.kernels import PLUGINS_DIR, KernelLibraryError, load_trt_plugins
 from edgefuse.runtime.manifest import Manifest
 from edgefuse.runtime.tensorrt import (
     EngineError,
@@ -56,96 +61,11 @@ def test_bad_profiles_name_the_file_and_field(tmp_path):
         load_profile(bad)
 
 
-# ---------------------------------------------------------------- a fake tensorrt module
+# ---------------------------------------------------------------- the build flow, against the fake
 
 
-class _Flags:
-    FP16, INT8, GPU_FALLBACK, VERSION_COMPATIBLE = "FP16", "INT8", "GPU_FALLBACK", "VERSION_COMPATIBLE"
-
-
-class _Config:
-    def __init__(self):
-        self.flags, self.pools, self.cache = set(), {}, None
-        self.default_device_type = "GPU"
-        self.DLA_core = -1
-
-    def set_memory_pool_limit(self, pool, n):
-        self.pools[pool] = n
-
-    def set_flag(self, f):
-        self.flags.add(f)
-
-    def create_timing_cache(self, blob):
-        return SimpleNamespace(blob=bytes(blob), serialize=lambda: b"cache:" + bytes(blob))
-
-    def set_timing_cache(self, cache, ignore_mismatch):
-        self.cache = cache
-
-    def get_timing_cache(self):
-        return self.cache
-
-
-def fake_trt(parse_ok=True):
-    built = {}
-
-    class Builder:
-        def __init__(self, logger):
-            pass
-
-        def create_network(self, flags):
-            return SimpleNamespace()
-
-        def create_builder_config(self):
-            built["config"] = _Config()
-            return built["config"]
-
-        def build_serialized_network(self, network, config):
-            built["onnx"] = built.get("onnx")
-            return b"ENGINE-BYTES"
-
-    class OnnxParser:
-        def __init__(self, network, logger):
-            self.num_errors = 0 if parse_ok else 1
-
-        def parse(self, data, path):
-            built["onnx"] = data[:4]
-            return parse_ok
-
-        def get_error(self, i):
-            return "In node 3 (EfBevFusion): unsupported"
-
-    class Runtime:
-        def __init__(self, logger):
-            pass
-
-        def deserialize_cuda_engine(self, blob):
-            layers = {"Layers": [{"Name": "conv1", "LayerType": "CaskConvolution", "TacticName": "sm87_xmma",
-                                  "Outputs": [{"Format/Datatype": "Int8 NC/32HW32"}]}]}  # fmt: skip
-            return SimpleNamespace(
-                create_engine_inspector=lambda: SimpleNamespace(
-                    get_engine_information=lambda fmt: json.dumps(layers)
-                )
-            )
-
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level):
-            pass
-
-    trt = SimpleNamespace(
-        __version__="10.3.0.30",
-        Builder=Builder,
-        OnnxParser=OnnxParser,
-        Runtime=Runtime,
-        Logger=Logger,
-        BuilderFlag=_Flags,
-        MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"),
-        DeviceType=SimpleNamespace(DLA="DLA", GPU="GPU"),
-        ProfilingVerbosity=SimpleNamespace(DETAILED="DETAILED"),
-        LayerInformationFormat=SimpleNamespace(JSON="JSON"),
-    )
-    return trt, built
+def _flag_names(trt, config) -> set[str]:
+    return {f.name for f in trt.BuilderFlag if config.get_flag(f)}
 
 
 @pytest.mark.parametrize(
@@ -158,15 +78,18 @@ def fake_trt(parse_ok=True):
     ],
 )
 def test_builder_config_follows_profile_and_precision(precision, dla, compat, flags):
-    trt, _ = fake_trt()
+    trt = make_fake_trt()
     prof = Profile(
         name="t", workspace_mb=300, dla_core=dla, version_compatible=compat, timing_cache="t.cache"
     )
-    config, record = builder_config(trt, trt.Builder(None), prof, precision, b"old")
-    assert config.flags == flags
-    assert config.pools == {"WORKSPACE": 300 * 1024 * 1024}
-    assert config.cache.blob == b"old"
-    assert (config.default_device_type, config.DLA_core) == (("DLA", 1) if dla is not None else ("GPU", -1))
+    config, record = builder_config(trt, trt.Builder(trt.Logger()), prof, precision, b"old")
+    assert _flag_names(trt, config) == flags
+    assert config.get_memory_pool_limit(trt.MemoryPoolType.WORKSPACE) == 300 * 1024 * 1024
+    assert config.get_timing_cache().blob == b"old"
+    want = ("DLA", 1) if dla is not None else ("GPU", -1)
+    assert (config.default_device_type.name, config.DLA_core) == want
+    assert config.profiling_verbosity.name == "DETAILED" and config.builder_optimization_level == 3
+    assert config.plugins_to_serialize == []
     assert record["precision"] == precision and record["version_compatible"] == compat
 
 
@@ -186,29 +109,70 @@ def onnx_models(tmp_path_factory):
     return export_onnx(d / "m.pt", d / "m.onnx"), export_onnx(d / "m.pt", d / "p.onnx", plugins=True)
 
 
+@pytest.fixture
+def plugin_lib(tmp_path):
+    """A plugin library the fake registry loads, with the creators of edgefuse/deploy/plugins/trt/ef_trt_plugins.cpp
+    (read from the source, not from edgefuse's constant)."""
+    src = (PLUGINS_DIR / "trt" / "ef_trt_plugins.cpp").read_text()
+    names = sorted(set(re.findall(r'getPluginName\(\) const noexcept override \{ return "(\w+)"; \}', src)))
+    version = re.search(r'kVersion = "(\w+)"', src).group(1)
+    assert names == ["EfBevFusion", "EfPillarScatter"]
+    return write_plugin_library(tmp_path / "libfake_plugins.so", [(n, version, "") for n in names])
+
+
 def test_build_engine_writes_engine_sidecar_report_and_timing_cache(onnx_models, tmp_path):
     fp32, _ = onnx_models
-    trt, built = fake_trt()
+    trt = make_fake_trt()
     r = build_engine(fp32, tmp_path / "m.engine", "fp16", "orin-nano", trt=trt, gpu=ORIN)
-    assert (tmp_path / "m.engine").read_bytes() == b"ENGINE-BYTES"
-    assert built["onnx"] == fp32.read_bytes()[:4]
+    plan = (tmp_path / "m.engine").read_bytes()
+    assert trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan) is not None
     manifest, record = read_sidecar(tmp_path / "m.engine")
     assert manifest.inputs == json.loads((tmp_path / "m.engine.json").read_text())["inputs"]
-    assert record["tensorrt"] == "10.3.0.30" and record["compute_capability"] == "8.7"
+    assert record["tensorrt"] == trt.__version__ and record["compute_capability"] == "8.7"
     assert record["flags"]["precision"] == "fp16" and record["flags"]["workspace_mb"] == 512
     report = json.loads((tmp_path / "m.engine.report.json").read_text())
-    assert report["layers"] == [{"name": "conv1", "type": "CaskConvolution", "precision": "Int8 NC/32HW32",
-                                 "tactic": "sm87_xmma"}]  # fmt: skip
+    nodes = onnx.load(str(fp32)).graph.node
+    want = [{"name": n.name, "type": n.op_type, "precision": "Half", "tactic": "fake_tactic"} for n in nodes]
+    assert report["layers"] == want
+    assert r["layers"] == len(nodes) > 0
     assert (tmp_path / "timing-orin-nano.cache").read_bytes() == b"cache:"
     # the next build starts from the saved timing cache
     build_engine(fp32, tmp_path / "m2.engine", "fp16", "orin-nano", trt=trt, gpu=ORIN)
-    assert built["config"].cache.blob == b"cache:"
+    assert trt.last_config.get_timing_cache().blob == b"cache:"
     assert r["engine"] == str(tmp_path / "m.engine")
+
+
+def test_default_x86_build_is_version_compatible_and_its_report_loads(onnx_models, tmp_path):
+    """Regression: x86-gpu sets version_compatible; the layer report deserialized the plan in a runtime
+    that did not allow its embedded host code, got None and crashed after writing the engine."""
+    fp32, _ = onnx_models
+    trt = make_fake_trt()
+    r = build_engine(fp32, tmp_path / "m.engine", None, "x86-gpu", trt=trt, gpu=ORIN)
+    assert "VERSION_COMPATIBLE" in _flag_names(trt, trt.last_config)
+    assert r["layers"] == len(onnx.load(str(fp32)).graph.node)
+    report = json.loads((tmp_path / "m.engine.report.json").read_text())
+    assert {lay["precision"] for lay in report["layers"]} == {"Half"}  # x86-gpu's default: fp16
+
+
+def test_version_compatible_plugin_build_serializes_the_plugin_library(onnx_models, plugin_lib, tmp_path):
+    _, plugins = onnx_models
+    trt = make_fake_trt()
+    r = build_engine(plugins, tmp_path / "p.engine", "fp16", "x86-gpu", plugins=plugin_lib, trt=trt, gpu=ORIN)
+    assert trt.last_config.plugins_to_serialize == [str(plugin_lib.resolve())]
+    assert r["flags"]["plugins"] and r["flags"]["plugin_library"] == str(plugin_lib.resolve())
+    # the plan carries the library: a process that never loaded it deserializes the plan (host code allowed)
+    fresh = make_fake_trt()
+    rt = fresh.Runtime(fresh.Logger())
+    rt.engine_host_code_allowed = True
+    assert rt.deserialize_cuda_engine((tmp_path / "p.engine").read_bytes()) is not None
+    # a build that is not version-compatible serializes nothing (the runtime must load the library)
+    build_engine(plugins, tmp_path / "q.engine", "fp16", "orin-nano", plugins=plugin_lib, trt=trt, gpu=ORIN)
+    assert trt.last_config.plugins_to_serialize == []
 
 
 def test_build_engine_refusals(onnx_models, tmp_path):
     fp32, plugins = onnx_models
-    trt, _ = fake_trt()
+    trt = make_fake_trt()
     with pytest.raises(EngineError, match=r"m\.onnx.*int8.*no QuantizeLinear.*edgefuse quantize"):
         build_engine(fp32, tmp_path / "x.engine", "int8", "orin-nano", trt=trt, gpu=ORIN)
     with pytest.raises(EngineMismatchError, match=r"orin-agx.*8\.7.*RTX 4090.*8\.9"):
@@ -216,10 +180,139 @@ def test_build_engine_refusals(onnx_models, tmp_path):
                      gpu={"name": "RTX 4090", "compute_capability": "8.9"})  # fmt: skip
     with pytest.raises(KernelLibraryError, match=r"nope\.so.*not found"):
         build_engine(plugins, tmp_path / "x.engine", "fp16", "x86-gpu", plugins=tmp_path / "nope.so", trt=trt)
-    bad_trt, _ = fake_trt(parse_ok=False)
-    with pytest.raises(EngineError, match=r"m\.onnx.*parser failed.*EfBevFusion"):
-        build_engine(fp32, tmp_path / "x.engine", "fp16", "x86-gpu", trt=bad_trt, gpu=ORIN)
+    with pytest.raises(EngineError, match=r"TensorRT 11\.0\.0 is not supported.*tensorrt>=10\.3,<11"):
+        trt11 = make_fake_trt(version="11.0.0")
+        build_engine(fp32, tmp_path / "x.engine", "fp16", "x86-gpu", trt=trt11, gpu=ORIN)
     assert not (tmp_path / "x.engine").exists()
+
+
+def test_plugin_library_that_tensorrt_cannot_load_raises_with_its_path(onnx_models, plugin_lib, tmp_path):
+    """IPluginRegistry::loadLibrary returns nullptr (Python: None) for a file that is no plugin library:
+    that is an error naming the file, not a silent pass that fails later in the parser."""
+    _, plugins = onnx_models
+    trt = make_fake_trt()
+    junk = tmp_path / "libjunk.so"
+    junk.write_bytes(b"\x7fELF not really")
+    with pytest.raises(KernelLibraryError, match=r"libjunk\.so: TensorRT could not load the plugin library"):
+        load_trt_plugins(junk, trt=trt)
+    with pytest.raises(KernelLibraryError, match=r"libjunk\.so"):
+        build_engine(plugins, tmp_path / "x.engine", "fp16", "orin-nano", plugins=junk, trt=trt, gpu=ORIN)
+    other = write_plugin_library(tmp_path / "libother.so", [("SomeoneElsesPlugin", "1", "")])
+    with pytest.raises(KernelLibraryError, match=r"libother\.so: loaded, but.*EfPillarScatter"):
+        load_trt_plugins(other, trt=trt)
+    assert load_trt_plugins(plugin_lib, trt=trt) is trt.get_plugin_registry()
+    assert load_trt_plugins(plugin_lib, trt=trt) is trt.get_plugin_registry()  # twice in one process: fine
+
+
+# ---------------------------------------------------------------- the fake rejects what TensorRT 10.3 rejects
+
+
+def _conv_with_dequantized_bias(bias_dtype, manifest_of=None):
+    """x (1,2,4,4) → Conv(W int8-dequantized, bias dequantized from ``bias_dtype``): onnxruntime's
+    quantizer writes INT32 biases like this by default (QuantizeBias on)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((3, 2, 1, 1), np.int8), "w_q")
+    b = numpy_helper.from_array(np.arange(3).astype(bias_dtype), "b_q")
+    scale = numpy_helper.from_array(np.float32(0.1), "s")
+    zero = numpy_helper.from_array(np.int8(0), "zp")  # int8 activations (symmetric)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["x_q"], name="x_QuantizeLinear"),
+        helper.make_node("DequantizeLinear", ["x_q", "s", "zp"], ["x_d"], name="x_DequantizeLinear"),
+        helper.make_node("DequantizeLinear", ["w_q", "s"], ["w"], name="w_DequantizeLinear"),
+        helper.make_node("DequantizeLinear", ["b_q", "s"], ["b"], name="b_DequantizeLinear"),
+        helper.make_node("Conv", ["x_d", "w", "b"], ["y"], name="conv"),
+    ]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])],
+                          [w, b, scale, zero])  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    if manifest_of is not None:
+        m.metadata_props.extend(onnx.load(str(manifest_of)).metadata_props)
+    return m
+
+
+def test_fake_parser_rejects_a_non_int8_dequantize_input_like_onnx_tensorrt(onnx_models, tmp_path):
+    trt = make_fake_trt()
+    logger = trt.Logger()
+    net = trt.Builder(logger).create_network(0)
+    parser = trt.OnnxParser(net, logger)
+    assert not parser.parse(_conv_with_dequantized_bias(np.int32).SerializeToString())
+    assert parser.num_errors == 1
+    err = str(parser.get_error(0))
+    assert "b_DequantizeLinear: only activation types allowed as input to this layer" in err
+    ok = trt.OnnxParser(trt.Builder(logger).create_network(0), logger)
+    assert ok.parse(_conv_with_dequantized_bias(np.int8).SerializeToString()) and ok.num_errors == 0
+    # through build-engine: an INT8 build of such a graph fails with the parser's words and writes nothing
+    fp32, _ = onnx_models
+    bad = tmp_path / "int32bias.onnx"
+    onnx.save(_conv_with_dequantized_bias(np.int32, manifest_of=fp32), str(bad))
+    with pytest.raises(EngineError, match=r"int32bias\.onnx: TensorRT's ONNX parser failed.*b_Dequantize"):
+        build_engine(bad, tmp_path / "x.engine", "int8", "orin-nano", trt=trt, gpu=ORIN)
+    assert not (tmp_path / "x.engine").exists()
+
+
+def test_fake_runtime_refuses_a_version_compatible_plan_without_host_code_allowed(onnx_models):
+    fp32, _ = onnx_models
+    trt = make_fake_trt()
+    logger = trt.Logger()
+    builder = trt.Builder(logger)
+    net = builder.create_network(0)
+    assert trt.OnnxParser(net, logger).parse(fp32.read_bytes())
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    plan = builder.build_serialized_network(net, config)
+    runtime = trt.Runtime(logger)
+    assert runtime.engine_host_code_allowed is False  # TensorRT's default
+    assert runtime.deserialize_cuda_engine(plan) is None
+    assert "setEngineHostCodeAllowed" in trt.log[-1][1]
+    runtime.engine_host_code_allowed = True
+    assert runtime.deserialize_cuda_engine(plan) is not None
+    # … and a later 10.x loads it, TensorRT 11 does not
+    later = make_fake_trt(version="10.7.0.23")
+    rt = later.Runtime(later.Logger())
+    rt.engine_host_code_allowed = True
+    assert rt.deserialize_cuda_engine(plan) is not None
+
+
+def test_fake_runtime_needs_the_plugin_library_for_a_plan_with_plugins(onnx_models, plugin_lib):
+    _, plugins = onnx_models
+    trt = make_fake_trt()
+    logger = trt.Logger()
+    builder = trt.Builder(logger)
+    net = builder.create_network(0)
+    parser = trt.OnnxParser(net, logger)
+    assert not parser.parse(plugins.read_bytes())  # no creators registered yet
+    assert "Plugin not found" in str(parser.get_error(0)) and "EfPillarScatter" in str(parser.get_error(0))
+    assert trt.get_plugin_registry().load_library(str(plugin_lib)) is not None
+    net = builder.create_network(0)
+    assert trt.OnnxParser(net, logger).parse(plugins.read_bytes())
+    plan = builder.build_serialized_network(net, builder.create_builder_config())
+    fresh = make_fake_trt()  # another process: the library is not loaded
+    assert fresh.Runtime(fresh.Logger()).deserialize_cuda_engine(plan) is None
+    assert "IPluginCreator" in fresh.log[-1][1]
+    assert fresh.get_plugin_registry().load_library(str(plugin_lib)) is not None
+    assert fresh.Runtime(fresh.Logger()).deserialize_cuda_engine(plan) is not None
+    assert fresh.get_plugin_registry().load_library(str(plugin_lib)) is None  # registered already
+    # version-compatible with plugins, library not serialized: TensorRT refuses to build
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    assert builder.build_serialized_network(net, config) is None
+    config.plugins_to_serialize = [str(plugin_lib)]
+    assert builder.build_serialized_network(net, config) is not None
+
+
+def test_fake_builder_flags_are_tensorrt_10_3s():
+    trt = make_fake_trt()
+    assert {"FP16", "INT8", "GPU_FALLBACK", "VERSION_COMPATIBLE"} <= {f.name for f in trt.BuilderFlag}
+    for gone in ("STRICT_TYPES", "ENABLE_TACTIC_HEURISTIC"):  # removed before 10.x
+        assert not hasattr(trt.BuilderFlag, gone)
+    assert not hasattr(trt.MemoryPoolType, "WORKSPACE_SIZE")
+    config = trt.Builder(trt.Logger()).create_builder_config()
+    with pytest.raises(TypeError):
+        config.set_flag("FP16")  # the bindings take the enum, not its name
+    with pytest.raises(AttributeError):
+        config.max_workspace_size = 1 << 30  # removed in 10.0
 
 
 def _record(**kw):

@@ -21,7 +21,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgefuse.runtime.tensorrt import EngineError, EngineMismatchError, gpu_of, import_trt, write_sidecar
+from edgefuse.runtime.tensorrt import (
+    EngineError,
+    EngineMismatchError,
+    check_trt_version,
+    gpu_of,
+    import_trt,
+    write_sidecar,
+)
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "profiles"  # package data (pyproject.toml)
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -99,8 +106,12 @@ def load_profile(name_or_path: str | Path) -> Profile:
 # ---------------------------------------------------------------- build
 
 
-def builder_config(trt, builder, profile: Profile, precision: str, cache_bytes: bytes | None):
-    """A TensorRT ``IBuilderConfig`` for ``profile`` and ``precision``; returns (config, flags record)."""
+def builder_config(trt, builder, profile: Profile, precision: str, cache_bytes: bytes | None,
+                   plugin_library: Path | None = None):  # fmt: skip
+    """A TensorRT ``IBuilderConfig`` for ``profile`` and ``precision``; returns (config, flags record).
+    ``plugin_library``: the plugin library a graph with plugin nodes needs; a version-compatible engine
+    carries it in the plan (``IBuilderConfig::setPluginsToSerialize``; in Python the property
+    ``plugins_to_serialize``), as TensorRT requires for plugins in version-compatible engines."""
     if precision not in PRECISIONS:
         raise EngineError(f"build-engine --precision: expected one of {PRECISIONS}, got {precision!r}")
     config = builder.create_builder_config()
@@ -117,6 +128,8 @@ def builder_config(trt, builder, profile: Profile, precision: str, cache_bytes: 
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     if profile.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        if plugin_library is not None:
+            config.plugins_to_serialize = [str(plugin_library)]  # the binding of setPluginsToSerialize
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if profile.timing_cache is not None:
         cache = config.create_timing_cache(cache_bytes or b"")
@@ -157,11 +170,16 @@ def build_engine(
             "one has no QuantizeLinear nodes: run `edgefuse quantize MODEL.onnx --calib LOG… "
             "--out MODEL.int8.onnx` first"
         )
+    if trt is None:
+        trt = import_trt()
+    else:
+        check_trt_version(trt)
+    plugin_library = None
     if needs_plugins:
-        from edgefuse.runtime.kernels import load_trt_plugins
+        from edgefuse.runtime.kernels import load_trt_plugins, trt_plugins_path
 
-        load_trt_plugins(plugins)  # a missing library is a KernelLibraryError naming the file and the build
-    trt = trt or import_trt()
+        plugin_library = trt_plugins_path(plugins).resolve()
+        load_trt_plugins(plugin_library, trt=trt)  # a KernelLibraryError naming the file and the build
     gpu = gpu or gpu_of()
     if prof.compute_capability and gpu["compute_capability"] != prof.compute_capability:
         raise EngineMismatchError(
@@ -177,7 +195,7 @@ def build_engine(
         raise EngineError(f"{onnx_path}: TensorRT's ONNX parser failed: {errs[:500]}")
     cache_file = out.parent / prof.timing_cache if prof.timing_cache else None
     cache_bytes = cache_file.read_bytes() if cache_file and cache_file.is_file() else None
-    config, flags = builder_config(trt, builder, prof, precision, cache_bytes)
+    config, flags = builder_config(trt, builder, prof, precision, cache_bytes, plugin_library)
     t0 = time.perf_counter()
     blob = builder.build_serialized_network(network, config)
     if blob is None:
@@ -190,20 +208,27 @@ def build_engine(
         "gpu": gpu["name"],
         "compute_capability": gpu["compute_capability"],
         "profile": asdict(prof),
-        "flags": {**flags, "plugins": needs_plugins},
+        "flags": {**flags, "plugins": needs_plugins,
+                  "plugin_library": str(plugin_library) if plugin_library else None},  # fmt: skip
         "build_s": time.perf_counter() - t0,
         "onnx": str(onnx_path),
     }
     write_sidecar(out, manifest, record)
-    report = layer_report(trt, logger, bytes(blob))
+    report = layer_report(trt, logger, bytes(blob), prof.version_compatible, out)
     Path(str(out) + ".report.json").write_text(json.dumps({"engine": record, "layers": report}, indent=1))
     return {"engine": str(out), **record, "layers": len(report)}
 
 
-def layer_report(trt, logger, blob: bytes) -> list:
-    """Per-layer name, precision and tactic from TensorRT's engine inspector."""
+def layer_report(trt, logger, blob: bytes, version_compatible: bool = False, where: Path | str = "engine"):
+    """Per-layer name, precision and tactic from TensorRT's engine inspector. A version-compatible plan
+    embeds the lean runtime (host code): the runtime must allow it to deserialize the plan (we just built
+    it, so it is trusted)."""
     runtime = trt.Runtime(logger)
+    if version_compatible:
+        runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(blob)
+    if engine is None:
+        raise EngineError(f"{where}: written, but TensorRT could not deserialize it for the layer report")
     inspector = engine.create_engine_inspector()
     info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
     layers = info.get("Layers", []) if isinstance(info, dict) else []

@@ -314,6 +314,10 @@ TRT_BUILD_HINT = (
 )
 
 
+# (name, version, namespace) of the creators libedgefuse_trt_plugins.so registers (trt/ef_trt_plugins.cpp)
+TRT_PLUGIN_CREATORS = (("EfPillarScatter", "1", ""), ("EfBevFusion", "1", ""))
+
+
 def trt_plugins_path(path: str | os.PathLike | None = None) -> Path:
     """The TensorRT plugin library: ``path`` (``--plugins``), else ``$EDGEFUSE_TRT_PLUGINS_LIB``, else
     :func:`default_build_dir` ``/libedgefuse_trt_plugins.so``."""
@@ -323,26 +327,42 @@ def trt_plugins_path(path: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else default_build_dir() / TRT_PLUGINS_NAME
 
 
-def load_trt_plugins(path: str | os.PathLike | None = None):
+def load_trt_plugins(path: str | os.PathLike | None = None, trt=None):
     """Register EfPillarScatter and EfBevFusion with TensorRT's plugin registry (imports tensorrt here,
-    lazily) → the registry. :class:`KernelLibraryError` naming the file and the fix when the library is
-    missing or TensorRT cannot load it."""
+    lazily; ``trt``: injectable) → the registry. :class:`KernelLibraryError` naming the file and the fix
+    when the library is missing or TensorRT cannot load it (``IPluginRegistry::loadLibrary`` returns no
+    handle, or the binding raises)."""
     p = trt_plugins_path(path)
     if not p.is_file():
         raise KernelLibraryError(f"{p}: TensorRT plugin library not found; {TRT_BUILD_HINT}")
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise KernelLibraryError(
-            f"{p}: loading the plugins needs the tensorrt Python package (JetPack: python3-libnvinfer)"
-        ) from None
+    if trt is None:
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise KernelLibraryError(
+                f"{p}: loading the plugins needs the tensorrt Python package (JetPack: python3-libnvinfer)"
+            ) from None
     registry = trt.get_plugin_registry()
+    if all(registry.get_creator(*c) is not None for c in TRT_PLUGIN_CREATORS):
+        return registry  # loaded before in this process (loading it twice would fail)
     try:
-        registry.load_library(str(p))
+        handle = registry.load_library(str(p))
     except Exception as e:  # noqa: BLE001 - TensorRT raises plain RuntimeError/TypeError here
         raise KernelLibraryError(
             f"{p}: TensorRT could not load the plugin library ({e}); {TRT_BUILD_HINT}"
         ) from None
+    if handle is None:  # loadLibrary returns nullptr: not a plugin library, or its plugins already registered
+        raise KernelLibraryError(
+            f"{p}: TensorRT could not load the plugin library (loadLibrary returned no handle: not a "
+            "TensorRT plugin library for this TensorRT, or its plugins are registered already); "
+            f"{TRT_BUILD_HINT}"
+        )
+    missing = [c for c in TRT_PLUGIN_CREATORS if registry.get_creator(*c) is None]
+    if missing:
+        raise KernelLibraryError(
+            f"{p}: loaded, but it registered no plugin creators {missing} (name, version, namespace); "
+            f"expected edgefuse's plugin library; {TRT_BUILD_HINT}"
+        )
     return registry
 
 
