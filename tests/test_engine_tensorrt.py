@@ -111,8 +111,8 @@ def onnx_models(tmp_path_factory):
 
 @pytest.fixture
 def plugin_lib(tmp_path):
-    """A plugin library the fake registry loads, with the creators of edgefuse/deploy/plugins/trt/ef_trt_plugins.cpp
-    (read from the source, not from edgefuse's constant)."""
+    """A plugin library the fake registry loads, with the creators of trt/ef_trt_plugins.cpp (read from
+    the source, not from edgefuse's constant)."""
     src = (PLUGINS_DIR / "trt" / "ef_trt_plugins.cpp").read_text()
     names = sorted(set(re.findall(r'getPluginName\(\) const noexcept override \{ return "(\w+)"; \}', src)))
     version = re.search(r'kVersion = "(\w+)"', src).group(1)

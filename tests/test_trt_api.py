@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from _trt_headers import REPO, TrtHeaders, cpp_method_for, headers_or_skip
 
+from edgefuse.runtime.kernels import PLUGINS_DIR
+
 # what the module-level names of ``tensorrt`` stand for in the C++ API
 TOP_LEVEL = {
     "Builder": "IBuilder",  # createInferBuilder
@@ -216,7 +218,7 @@ def test_trt_plugin_source_compiles_against_the_tensorrt_10_3_headers(headers, t
                  (Path(p) / "cuda_runtime_api.h").is_file()), None)  # fmt: skip
     if cxx is None or cuda is None:
         pytest.skip(f"needs a C++ compiler ({cxx}) and the CUDA runtime headers ({cuda})")
-    src = REPO / "deploy" / "plugins" / "trt" / "ef_trt_plugins.cpp"
+    src = PLUGINS_DIR / "trt" / "ef_trt_plugins.cpp"
     cmd = [cxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-isystem", str(headers.path),
            "-isystem", str(cuda), "-I", str(src.parents[1]), str(src)]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
