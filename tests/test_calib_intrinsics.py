@@ -180,7 +180,7 @@ def test_charuco_board_views():
 
 
 def test_cli_intrinsics_writes_camera_info_and_reports(tmp_path, pinhole_views, capsys):
-    for name, img in pinhole_views[0][:12]:
+    for name, img in pinhole_views[0]:  # all 20 (the first 12 cover 58 % of the image: the gate refuses)
         cv2.imwrite(str(tmp_path / f"{name}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     calib = tmp_path / "calib.yaml"
     from edgefuse.rig import load_calibration, save_calibration
@@ -207,7 +207,8 @@ def test_cli_intrinsics_writes_camera_info_and_reports(tmp_path, pinhole_views, 
     )
     r = json.loads(capsys.readouterr().out)
     assert rc == 0, r
-    assert r["views_used"] == 12 and r["rms"] < 0.5
+    assert r["views_used"] == len(pinhole_views[1]) and r["rms"] < 0.5 and r["coverage"] > 0.8
+    assert r["written"] and all(g["ok"] for g in r["gates"])
     assert (tmp_path / "cam.coverage.png").is_file() and (tmp_path / "cam.errors.png").is_file()
     info = yaml.safe_load(out.read_text())
     assert info["distortion_model"] == "plumb_bob"
@@ -234,3 +235,61 @@ def test_cli_no_images_is_one_line_error(tmp_path, capsys):
     )
     assert rc == 2
     assert "no files match" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- quality gates
+
+
+def test_a_good_session_passes_every_gate(pinhole_views, tmp_path):
+    from edgefuse.calib.intrinsics import intrinsics_gates
+
+    _imgs, views, missing, size = pinhole_views
+    from edgefuse.calib.intrinsics import coverage_png
+
+    r = calibrate_intrinsics(views, parse_board(BOARD), size, "pinhole", missing=missing)
+    covered = coverage_png(views, size, tmp_path / "c.png")
+    failed = [g.line() for g in intrinsics_gates(r, covered) if not g.ok]
+    assert not failed, failed
+
+
+def test_gates_catch_a_far_principal_point_and_a_diverged_fisheye():
+    """Hand-made results: the principal point 200 px off a 1280-wide image's centre, and a fisheye with
+    k4 = −298 (the issue's two cases the tool wrote without a word)."""
+    from dataclasses import replace
+
+    from edgefuse.calib.intrinsics import IntrinsicsResult, intrinsics_gates
+
+    cam = sim_camera()
+    K = cam.K.copy()
+    K[0, 2] = cam.width / 2 + 200
+    names = [f"v{k}" for k in range(12)]
+    off = IntrinsicsResult(replace(cam, K=K), 0.2, dict.fromkeys(names, 0.2), names, {})
+    assert {g.name for g in intrinsics_gates(off, 1.0) if not g.ok} == {"principal point offset"}
+    fish = replace(cam, model="fisheye", distortion=np.array([0.1, -0.02, 0.3, -298.0]))
+    bad = IntrinsicsResult(fish, 0.2, dict.fromkeys(names, 0.2), names, {})
+    assert {g.name for g in intrinsics_gates(bad, 1.0) if not g.ok} == {"largest distortion coefficient"}
+
+
+def test_cli_refuses_views_that_leave_a_third_of_the_image_empty(tmp_path, pinhole_views, capsys):
+    """Only views whose corners stay in the left 60 % of the image (8 views, 52 % of the grid's cells):
+    the coverage gate refuses; nothing is written but the PNG reports; ``--force`` writes and records it."""
+    _imgs, views, _missing, size = pinhole_views
+    left = [v.name for v in views if v.corners.uv[:, 0].max() < 0.6 * size[0]]
+    for name, img in pinhole_views[0]:
+        if name in left:
+            cv2.imwrite(str(tmp_path / f"{name}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    assert len(left) >= 4, len(left)
+    out = tmp_path / "cam.yaml"
+    args = ["calibrate", "intrinsics", "--images", str(tmp_path / "view*.png"), "--board", BOARD,
+            "--out", str(out)]  # fmt: skip
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 2 and "not written: " in err and not out.exists(), err
+    assert (tmp_path / "cam.coverage.png").is_file()  # the report that shows why
+    rc = main([*args, "--dry-run", "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0 and not r["written"] and not out.exists()
+    assert any(line.startswith("coverage") for line in r["failed_gates"]), r["failed_gates"]
+    rc = main([*args, "--force", "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0 and r["written"] and out.is_file() and any(f.startswith("coverage") for f in r["forced"])

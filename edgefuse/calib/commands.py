@@ -43,9 +43,13 @@ def run_intrinsics(
     model: str = "pinhole",
     calib_path: str | None = None,
     progress: bool = True,
+    force: bool = False,
+    dry_run: bool = False,
 ) -> dict:
     """`calibrate intrinsics`: board views from an image glob or a log → camera_info YAML + PNG reports;
-    optionally updates ``calib_path`` in place."""
+    optionally updates ``calib_path`` in place. The YAML and the calibration are written when the result
+    passes :func:`~edgefuse.calib.intrinsics.intrinsics_gates` (see :func:`_gated_write`); the PNG reports
+    always."""
     from edgefuse.calib.boards import parse_board
     from edgefuse.calib.common import provenance, update_calibration_file
     from edgefuse.calib.intrinsics import (
@@ -54,6 +58,7 @@ def run_intrinsics(
         coverage_png,
         detect_views,
         error_plot_png,
+        intrinsics_gates,
     )
 
     board = parse_board(board)
@@ -72,10 +77,9 @@ def run_intrinsics(
     )
     result = calibrate_intrinsics(views, board, size, model, missing=missing)
     out = Path(out)
-    out.write_text(camera_info_yaml(result.camera, camera or out.stem), encoding="utf-8")
     cov_path = out.with_name(out.stem + ".coverage.png")
     err_path = out.with_name(out.stem + ".errors.png")
-    covered = coverage_png(views, size, cov_path, rejected=set(result.rejected))
+    covered = coverage_png(views, size, cov_path, rejected=set(result.rejected))  # reports: always written
     error_plot_png(result, err_path)
     report = result.to_dict()
     report.update(
@@ -86,7 +90,11 @@ def run_intrinsics(
         coverage_png=str(cov_path),
         errors_png=str(err_path),
     )
-    if calib_path:
+
+    def write(forced) -> dict:
+        out.write_text(camera_info_yaml(result.camera, camera or out.stem), encoding="utf-8")
+        if not calib_path:
+            return {}
         inputs = {"log": log} if log else {}
 
         def update(calib):
@@ -103,10 +111,14 @@ def run_intrinsics(
             source=source,
             views_used=len(result.used),
             views_rejected=len(result.rejected),
+            **({"forced": forced} if forced else {}),
         )
-        report["backup"] = str(update_calibration_file(calib_path, update, rec, f"intrinsics.{camera}"))
-        report["calib"] = calib_path
-    return report
+        backup = update_calibration_file(calib_path, update, rec, f"intrinsics.{camera}")
+        return {"backup": str(backup), "calib": calib_path}
+
+    gates = intrinsics_gates(result, covered)
+    return _gated_write(f"calibrate intrinsics {camera or out.stem}", gates, report, force=force,
+                        dry_run=dry_run, write=write)  # fmt: skip
 
 
 def run_lidar_camera(
@@ -172,7 +184,7 @@ def run_lidar_camera(
             poses=len(result.used),
             **({"forced": forced} if forced else {}),
         )
-        return update_calibration_file(calib_path, update, rec, f"extrinsics.{camera}")
+        return {"backup": str(update_calibration_file(calib_path, update, rec, f"extrinsics.{camera}"))}
 
     return _gated_write(f"calibrate lidar-camera {camera}", lidar_camera_gates(result, T_init, found), report,
                         force=force, dry_run=dry_run, write=write)  # fmt: skip
@@ -182,7 +194,7 @@ def _gated_write(what: str, gates, report: dict, *, force: bool, dry_run: bool, 
     """The one way a calibration result is written: ``report`` gets its ``gates``; with ``dry_run`` the
     failed gates are listed and nothing is written; otherwise a failed gate raises (one line, see
     :func:`~edgefuse.calib.common.gate_verdict`) unless ``force``, and ``write(forced)`` (the failed gates'
-    lines, recorded in the provenance) updates the file and returns its backup path."""
+    lines, recorded in the provenance) writes and returns what it wrote (report keys)."""
     from edgefuse.calib.common import gate_verdict
 
     report.update(gates=[g.to_dict() for g in gates], written=False)
@@ -190,7 +202,7 @@ def _gated_write(what: str, gates, report: dict, *, force: bool, dry_run: bool, 
         report["failed_gates"] = [g.line() for g in gates if not g.ok]
         return report
     forced = gate_verdict(what, gates, force=force)
-    report["backup"] = str(write(forced))
+    report.update(write(forced))
     report["written"] = True
     if forced:
         report["forced"] = forced
@@ -236,7 +248,7 @@ def run_radar_lidar(
             reflectors=result.reflectors,
             **({"forced": forced} if forced else {}),
         )
-        return update_calibration_file(calib_path, update, rec, f"extrinsics.{radar}")
+        return {"backup": str(update_calibration_file(calib_path, update, rec, f"extrinsics.{radar}"))}
 
     return _gated_write(f"calibrate radar-lidar {radar}", radar_lidar_gates(result), report, force=force,
                         dry_run=dry_run, write=write)  # fmt: skip
@@ -279,7 +291,7 @@ def run_time(
             offset_ns=result.offset_ns,
             **({"forced": forced} if forced else {}),
         )
-        return update_calibration_file(calib_path, update, rec, f"time_offsets_ns.{b}")
+        return {"backup": str(update_calibration_file(calib_path, update, rec, f"time_offsets_ns.{b}"))}
 
     return _gated_write(f"calibrate time {a},{b}", offset_gates(result), report, force=force,
                         dry_run=dry_run, write=write)  # fmt: skip

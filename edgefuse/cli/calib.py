@@ -20,6 +20,8 @@ def cmd_calibrate_intrinsics(args) -> dict:
         model=args.model,
         calib_path=args.calib,
         progress=not getattr(args, "json", False),
+        force=args.force,
+        dry_run=args.dry_run,
     )
 
 
@@ -32,7 +34,12 @@ def _human_calibrate_intrinsics(r: dict) -> None:
     print(f"distortion:    {r['distortion']}")
     for name, why in r["views_rejected"].items():
         print(f"rejected {name}: {why}")
-    print(f"wrote {r['out']}, {r['coverage_png']}, {r['errors_png']}")
+    if r["written"]:
+        print(f"wrote {r['out']}, {r['coverage_png']}, {r['errors_png']}")
+    else:  # --dry-run
+        print(f"nothing written (--dry-run); reports {r['coverage_png']}, {r['errors_png']}")
+        for line in r["failed_gates"]:
+            print(f"gate failed: {line}")
 
 
 def cmd_calibrate_lidar_camera(args) -> dict:
@@ -119,6 +126,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--out", required=True, help="camera_info YAML to write (PNG reports are written beside it)"
     )
     p.add_argument("--calib", help="also update this calibration file in place (backup beside it)")
+    _gate_options(p)
     add_json(p)
     p.set_defaults(func=cmd_calibrate_intrinsics, human=_human_calibrate_intrinsics)
 
