@@ -71,9 +71,9 @@ class IntrinsicsResult:
 
 #: Quality gates of an intrinsic calibration (:func:`intrinsics_gates`). The simulator's 20-view session:
 #: RMS < 0.3 px, corners in 83 % of the 8 × 6 coverage grid's cells (its first 12 views: 58 %, refused). A
-#: third of the image without corners leaves the distortion there unconstrained; a principal point 10 % of the image off centre is a
-#: lens mount no camera has (a fit trading it against distortion); |k| > 5 (a fisheye fit with k4 = −298)
-#: is a polynomial fitted to noise.
+#: third of the image without corners leaves the distortion there unconstrained; a principal point 10 % of
+#: the image off centre is a lens mount no camera has (a fit trading it against distortion); |k| > 5 (a
+#: fisheye fit with k4 = −298) is a polynomial fitted to noise.
 MAX_RMS_PX = 0.5
 MIN_COVERAGE = 0.67  # a third of the image without corners fails
 MAX_CENTRE_OFFSET = 0.10
