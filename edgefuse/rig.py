@@ -98,14 +98,44 @@ class SensorKit:
 
 @dataclass
 class Calibration:
-    """Intrinsics (camera id → :class:`CameraModel`), extrinsics (sensor id → ``T_base_sensor``),
-    time offsets (sensor id → ns, added to the mapped stamp) and free-form provenance."""
+    """Intrinsics (camera id → :class:`CameraModel`), extrinsics (sensor id → ``T_base_sensor``, composed
+    to the base frame), time offsets (sensor id → ns, added to the mapped stamp) and free-form provenance.
+    ``parents``: sensor id → the frame its extrinsic was given in (a TF chain: a camera relative to its
+    LiDAR); a sensor not listed hangs off ``base_frame``. Saving writes each extrinsic relative to its
+    parent again; :meth:`set_T_base` moves a sensor and keeps its children's transforms to it."""
 
     cameras: dict[str, CameraModel] = field(default_factory=dict)
     extrinsics: dict[str, Transform] = field(default_factory=dict)
     time_offsets_ns: dict[str, int] = field(default_factory=dict)
     base_frame: str = "base_link"
     provenance: dict[str, Any] = field(default_factory=dict)
+    parents: dict[str, str] = field(default_factory=dict)
+
+    def set_T_base(self, sensor_id: str, T_base_sensor: Transform) -> None:
+        """Set a sensor's base-frame transform (a calibration result); sensors whose parent chain runs
+        through it move with it, so their transforms relative to it stay as calibrated."""
+        old = self.extrinsics.get(sensor_id)
+        self.extrinsics[sensor_id] = T_base_sensor
+        if old is None:
+            return
+        delta = T_base_sensor @ old.inverse()
+        for child in self._descendants(sensor_id):
+            self.extrinsics[child] = delta @ self.extrinsics[child]
+
+    def _descendants(self, sensor_id: str) -> list[str]:
+        out, todo = [], [sensor_id]
+        while todo:
+            p = todo.pop()
+            kids = [s for s, parent in self.parents.items() if parent == p and s != sensor_id]
+            out += kids
+            todo += kids
+        return out
+
+    def T_parent(self, sensor_id: str) -> Transform:
+        """The sensor's extrinsic relative to its parent frame (what the file holds)."""
+        parent = self.parents.get(sensor_id, self.base_frame)
+        T = self.T_base(sensor_id)
+        return T if parent == self.base_frame else self.T_base(parent).inverse() @ T
 
     def T_base(self, sensor_id: str) -> Transform:
         try:
@@ -368,6 +398,38 @@ def _load_extrinsic(ctx: YamlChecker, node: Any, key: str) -> Transform:
     return Transform.from_quat(t, q)
 
 
+def _extrinsics_to_base(ctx: YamlChecker, nodes: dict, base: str) -> tuple[dict, dict]:
+    """The file's extrinsics (each relative to its ``parent``: the base frame or another sensor) composed
+    to the base frame: ({sensor: T_base_sensor}, {sensor: parent} for those not on the base frame). An
+    unknown parent or a cycle is an error naming the key."""
+    local: dict[str, tuple[str, Transform]] = {}
+    for sid, node in nodes.items():
+        key = f"extrinsics.{sid}"
+        T = _load_extrinsic(ctx, node, key)
+        local[str(sid)] = (ctx.get(node, key, "parent", str, base), T)
+    parents = {}
+    for sid, (parent, _T) in local.items():
+        if parent != base:
+            if parent not in local:
+                have = sorted(local)
+                ctx.fail(f"extrinsics.{sid}.parent", f"expected {base!r} or a sensor of extrinsics {have}, "
+                         f"got {parent!r}")  # fmt: skip
+            parents[sid] = parent
+    composed = {}
+    for sid in local:
+        chain, p = [sid], local[sid][0]
+        while p != base:
+            if p in chain:
+                ctx.fail(f"extrinsics.{sid}.parent", f"a cycle of parents: {' → '.join([*chain, p])}")
+            chain.append(p)
+            p = local[p][0]
+        T = Transform.identity()
+        for link in reversed(chain):  # T_base_sensor = T_base_p1 @ T_p1_p2 @ … @ T_pn_sensor
+            T = T @ local[link][1]
+        composed[sid] = T
+    return composed, parents
+
+
 def load_calibration(path: str | os.PathLike) -> Calibration:
     """Load and validate a calibration YAML (format: docs/rig-files.md)."""
     doc = _read_yaml(path)
@@ -378,8 +440,9 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
     calib = Calibration(base_frame=ctx.get(doc, "", "base_frame", str, "base_link"))
     for cam_id, node in ctx.mapping(ctx.get(doc, "", "cameras", dict, {}), "cameras").items():
         calib.cameras[str(cam_id)] = camera_from_ros(ctx, node, f"cameras.{cam_id}")
-    for sid, node in ctx.mapping(ctx.get(doc, "", "extrinsics", dict, {}), "extrinsics").items():
-        calib.extrinsics[str(sid)] = _load_extrinsic(ctx, node, f"extrinsics.{sid}")
+    calib.extrinsics, calib.parents = _extrinsics_to_base(
+        ctx, ctx.mapping(ctx.get(doc, "", "extrinsics", dict, {}), "extrinsics"), calib.base_frame
+    )
     offsets = ctx.mapping(ctx.get(doc, "", "time_offsets_ns", dict, {}), "time_offsets_ns")
     for sid in offsets:
         calib.time_offsets_ns[str(sid)] = ctx.get(offsets, "time_offsets_ns", sid, int)
@@ -419,11 +482,11 @@ def calibration_to_dict(calib: Calibration) -> dict:
         "cameras": {k: camera_to_ros(v) for k, v in calib.cameras.items()},
         "extrinsics": {
             k: {
-                "parent": calib.base_frame,
+                "parent": calib.parents.get(k, calib.base_frame),
                 "translation": [float(v) for v in T.translation],
                 "rotation": [float(v) for v in T.quat],
             }
-            for k, T in calib.extrinsics.items()
+            for k, T in ((k, calib.T_parent(k)) for k in calib.extrinsics)
         },
         "time_offsets_ns": {k: int(v) for k, v in calib.time_offsets_ns.items()},
         "provenance": calib.provenance,

@@ -146,3 +146,75 @@ def test_missing_and_binary_files(tmp_path):
     p.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(RigFileError, match="UTF-8"):
         load_kit(p)
+
+
+# ---------------------------------------------------------------- TF chains (`parent:`)
+
+_CHAIN = """version: 1
+base_frame: base_link
+extrinsics:
+  lidar_top: {parent: base_link, translation: [1.2, 0.0, 1.9], rpy_deg: [0.5, -1.0, 90.0]}
+  cam_front: {parent: lidar_top, translation: [0.1, -0.3, -0.2], rpy_deg: [-90.0, 0.0, -85.0]}
+  cam_left: {parent: cam_front, translation: [0.0, 0.0, -0.05], rpy_deg: [0.0, 30.0, 0.0]}
+"""
+
+
+def _rpy(t, deg) -> Transform:
+    return Transform.from_rpy(np.array(t, float), *np.radians(deg))
+
+
+def test_a_camera_given_relative_to_its_lidar_loads_composed_and_saves_unchanged(tmp_path):
+    """A TF chain base → lidar → camera → camera: each sensor's base-frame transform is the product along
+    its chain (built here from the file's numbers, not by the loader), and a save keeps the parents and
+    the file's relative transforms."""
+    p = tmp_path / "chain.yaml"
+    p.write_text(_CHAIN)
+    c = load_calibration(p)
+    T_bl = _rpy([1.2, 0.0, 1.9], [0.5, -1.0, 90.0])
+    T_lc = _rpy([0.1, -0.3, -0.2], [-90.0, 0.0, -85.0])
+    T_cc = _rpy([0.0, 0.0, -0.05], [0.0, 30.0, 0.0])
+    np.testing.assert_allclose(c.T_base("cam_front").matrix(), (T_bl @ T_lc).matrix(), atol=1e-12)
+    np.testing.assert_allclose(c.T_base("cam_left").matrix(), (T_bl @ T_lc @ T_cc).matrix(), atol=1e-12)
+    assert c.parents == {"cam_front": "lidar_top", "cam_left": "cam_front"}
+    save_calibration(c, tmp_path / "saved.yaml")
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "saved.yaml").read_text())["extrinsics"]
+    assert {k: v["parent"] for k, v in saved.items()} == {"lidar_top": "base_link", "cam_front": "lidar_top",
+                                                          "cam_left": "cam_front"}  # fmt: skip
+    np.testing.assert_allclose(saved["cam_front"]["translation"], [0.1, -0.3, -0.2], atol=1e-12)
+    again = load_calibration(tmp_path / "saved.yaml")
+    for s in ("lidar_top", "cam_front", "cam_left"):
+        np.testing.assert_allclose(again.T_base(s).matrix(), c.T_base(s).matrix(), atol=1e-12)
+
+
+def test_moving_a_parent_moves_its_children_and_a_child_keeps_its_parent(tmp_path):
+    """The LiDAR re-calibrated: the cameras given relative to it keep their transform to it; a camera
+    re-calibrated (a base-frame result) is written back relative to its LiDAR."""
+    p = tmp_path / "chain.yaml"
+    p.write_text(_CHAIN)
+    c = load_calibration(p)
+    rel = c.T_base("lidar_top").inverse() @ c.T_base("cam_left")
+    c.set_T_base("lidar_top", _rpy([1.0, 0.1, 2.0], [0.0, 0.0, 89.0]))
+    moved = c.T_base("lidar_top").inverse() @ c.T_base("cam_left")
+    np.testing.assert_allclose(moved.matrix(), rel.matrix(), atol=1e-12)
+    new_cam = _rpy([1.5, 0.0, 1.5], [-90.0, 0.0, -90.0])
+    c.set_T_base("cam_front", new_cam)
+    save_calibration(c, tmp_path / "s.yaml")
+    back = load_calibration(tmp_path / "s.yaml")
+    assert back.parents["cam_front"] == "lidar_top"
+    np.testing.assert_allclose(back.T_base("cam_front").matrix(), new_cam.matrix(), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "old, new, why",
+    [
+        ("cam_front: {parent: lidar_top", "cam_front: {parent: lidar_rear", "lidar_rear"),  # unknown
+        ("lidar_top: {parent: base_link", "lidar_top: {parent: cam_left", "cycle"),  # lidar→cam→cam→lidar
+    ],
+)
+def test_an_unknown_parent_or_a_cycle_is_an_error_naming_the_key(tmp_path, old, new, why):
+    p = tmp_path / "bad.yaml"
+    p.write_text(_CHAIN.replace(old, new))
+    with pytest.raises(RigFileError, match=rf"extrinsics\.\w+\.parent.*{why}"):
+        load_calibration(p)

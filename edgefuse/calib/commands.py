@@ -167,7 +167,7 @@ def run_lidar_camera(
     found = len(obs) / (len(obs) + counts.get("no_lidar_board", 0))
 
     def update(c):
-        c.extrinsics[camera] = T_base_cam_new
+        c.set_T_base(camera, T_base_cam_new)
 
     def write(forced):
         rec = provenance(
@@ -234,7 +234,7 @@ def run_radar_lidar(
     report["calib"] = calib_path
 
     def update(c):
-        c.extrinsics[radar] = result.T_base_radar
+        c.set_T_base(radar, result.T_base_radar)
 
     def write(forced):
         rec = provenance(
