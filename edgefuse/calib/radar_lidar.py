@@ -126,6 +126,17 @@ def radar_lidar_gates(r: RadarLidarResult) -> list[Gate]:
     ]  # fmt: skip
 
 
+def _level(p: np.ndarray, dz: float) -> np.ndarray:
+    """A 2D radar's detection (x, y, 0) of a target ``dz`` m above (or below) the radar: the radar measures
+    the slant range, so the horizontal range is √(r² − dz²); returns the point at that range and height.
+    (Unchanged where the target is within |dz| of the radar: no horizontal solution.)"""
+    r = float(np.hypot(p[0], p[1]))
+    if r <= abs(dz) or r == 0:
+        return p
+    s = np.sqrt(r * r - dz * dz) / r
+    return np.array([p[0] * s, p[1] * s, dz])
+
+
 def solve_radar_lidar(
     frames: list[tuple[RadarScan, np.ndarray]],
     T_base_lidar: Transform,
@@ -135,7 +146,10 @@ def solve_radar_lidar(
 ) -> RadarLidarResult:
     """Fit ``T_base_radar`` from ``frames``: (radar scan, (K, 3) LiDAR targets in the LiDAR frame taken at
     the same time). ``six_dof``: fit all six parameters (radars that measure elevation); otherwise x, y, yaw
-    with horizontal residuals. Each gate of ``gates_m`` is one round of association + robust fit."""
+    with horizontal residuals; a 2D radar (every detection at z = 0) measures slant range, so each matched
+    detection is brought to the horizontal range of its target's height above the radar first (a
+    reflector 1 m above a radar at 10 m reads 5 cm long). Each gate of ``gates_m`` is one round of
+    association + robust fit."""
     require_scipy()
     from scipy.optimize import least_squares
 
@@ -154,10 +168,14 @@ def solve_radar_lidar(
             j = np.argmin(d, axis=1)
             ok = d[np.arange(len(j)), j] < gate
             # one detection per target per scan: the nearest
+            flat = not six_dof and bool(np.all(scan.xyz[:, 2] == 0))  # a 2D radar: slant ranges
             for k in np.unique(j[ok]):
                 cand = np.flatnonzero(ok & (j == k))
                 best = cand[np.argmin(d[cand, k])]
-                pr_list.append(scan.xyz[best].astype(np.float64))
+                p = scan.xyz[best].astype(np.float64)
+                if flat:
+                    p = _level(p, tb[k][2] - T.translation[2])
+                pr_list.append(p)
                 pb_list.append(tb[k])
         if len(pr_list) < 3:
             raise CalibrationError(
