@@ -6,7 +6,7 @@
 #   deploy/gpu_check.sh --quick    # smaller inputs
 #   PYTHON=.venv/bin/python deploy/gpu_check.sh --cpu-fallback   # plumbing test without a GPU
 #
-# Needs: an NVIDIA GPU, nvcc (CUDA 12 or 13) + cmake ≥ 3.24, python3 with numpy and torch (CUDA).
+# Needs: an NVIDIA GPU, nvcc (CUDA 12 or 13) + cmake ≥ 3.22, python3 with numpy and torch (CUDA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
