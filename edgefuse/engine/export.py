@@ -103,6 +103,14 @@ def head_tensor_names(model) -> tuple[str, str]:
 # ---------------------------------------------------------------- --plugins
 
 
+def _typed(out, like, shape):
+    """``out`` (a custom node's output) typed like ``like`` with ``shape``. ONNX shape inference cannot see
+    through the custom nodes: without this every tensor after them has unknown dims; with it the file carries
+    each plugin's input and output shapes (tests/test_trt_plugins_harness.py reads them)."""
+    out.setType(like.type().with_sizes([int(d) for d in shape]))
+    return out
+
+
 def _plugin_net(net, where):
     """``net`` as a module whose scatters and camera lift + gated fusion trace to plugin nodes."""
     import torch
@@ -130,7 +138,9 @@ def _plugin_net(net, where):
 
         @staticmethod
         def symbolic(gr, feats, coords, counts, ny, nx):
-            return gr.op(f"{PLUGIN_DOMAIN}::EfPillarScatter", feats, coords, counts, ny_i=ny, nx_i=nx)
+            out = gr.op(f"{PLUGIN_DOMAIN}::EfPillarScatter", feats, coords, counts, ny_i=ny, nx_i=nx)
+            B, C, _ = feats.type().sizes()
+            return _typed(out, feats, [B, C, ny, nx])
 
     lift = net.lift
     attributes = {
@@ -157,7 +167,9 @@ def _plugin_net(net, where):
 
         @staticmethod
         def symbolic(gr, *tensors):
-            return gr.op(f"{PLUGIN_DOMAIN}::EfBevFusion", *tensors, **attributes)
+            out = gr.op(f"{PLUGIN_DOMAIN}::EfBevFusion", *tensors, **attributes)
+            B = tensors[1].type().sizes()[0]  # projection (B, Ncam, 3, 4)
+            return _typed(out, tensors[0], [B, c.fused_channels, lift.h, lift.w])
 
     def folded(seq):
         conv, bn = seq[0], seq[1]
