@@ -44,12 +44,14 @@ def open_backend(
     threads: int = 2,
     providers: list[str] | None = None,
     plugins: str | Path | None = None,
+    trust_engine: bool = False,
 ) -> Backend:
     """Open ``model_path`` with ``backend`` (default: from the suffix, see module doc). ``providers``: the
     onnxruntime execution providers in order of preference (``tensorrt``, ``cuda``, ``cpu``; onnxruntime
     only, see :func:`~edgefuse.runtime.backends.ort_providers`). ``plugins``: the TensorRT plugin library
     an engine with plugin nodes loads (None: ``$EDGEFUSE_TRT_PLUGINS_LIB``, else the default build,
-    :func:`edgefuse.runtime.kernels.trt_plugins_path`); only the TensorRT backend takes it."""
+    :func:`edgefuse.runtime.kernels.trt_plugins_path`); only the TensorRT backend takes it, as
+    ``trust_engine`` (run a version-compatible plan's embedded host code: ``--trust-engine``)."""
     path = Path(model_path)
     backend = backend_for(path, backend)
     if plugins is not None and backend != "tensorrt":
@@ -74,7 +76,7 @@ def open_backend(
         return OnnxRuntimeBackend(path, threads, providers)
     from edgefuse.runtime.tensorrt import TensorRTBackend
 
-    return TensorRTBackend(path, plugins)
+    return TensorRTBackend(path, plugins, allow_host_code=trust_engine)
 
 
 def load_backend(
@@ -83,10 +85,12 @@ def load_backend(
     threads: int = 2,
     providers: list[str] | None = None,
     plugins: str | Path | None = None,
+    trust_engine: bool = False,
 ) -> Backend:
     """Open ``model`` (``.pt``/``.onnx``/``.engine``; None = the bundled INT8 ONNX model) with
     :func:`open_backend` (``plugins``: ``--plugins``, the TensorRT plugin library)."""
     path = Path(model) if model is not None else bundled_model("int8")
     if not path.is_file():
         raise InputError(f"--model {path}: no such model file; expected a .pt, .onnx or .engine model")
-    return open_backend(path, backend=backend, threads=threads, providers=providers, plugins=plugins)
+    return open_backend(path, backend=backend, threads=threads, providers=providers, plugins=plugins,
+                        trust_engine=trust_engine)  # fmt: skip

@@ -233,11 +233,23 @@ def make_fake_trt(version: str | None = None, headers: TrtHeaders | None = None)
     trt.Builder = Builder
 
     class Runtime:
-        __slots__ = ("logger", "engine_host_code_allowed")
+        __slots__ = ("logger", "engine_host_code_allowed", "_dla")
+        #: DLA cores of the fake device (``IRuntime::getNbDLACores``): an Orin AGX/NX has 2, Orin Nano 0
+        dla_cores = 0
 
         def __init__(self, logger):
             _check(isinstance(logger, Logger), "Runtime.__init__")
-            self.logger, self.engine_host_code_allowed = logger, False
+            self.logger, self.engine_host_code_allowed, self._dla = logger, False, 0
+
+        @property
+        def num_DLA_cores(self):  # noqa: N802 - the bindings' name
+            return Runtime.dla_cores
+
+        def _set_dla(self, v):
+            _check(isinstance(v, int) and 0 <= v < max(1, Runtime.dla_cores), "Runtime.DLA_core")
+            self._dla = v
+
+        DLA_core = property(lambda s: s._dla, _set_dla)
 
         def deserialize_cuda_engine(self, serialized_engine):
             return _deserialize(trt, bytes(serialized_engine), self.engine_host_code_allowed, registry, log)

@@ -316,7 +316,7 @@ def test_fake_builder_flags_are_tensorrt_10_3s():
 
 
 def _record(**kw):
-    r = {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7",
+    r = {"tensorrt": "10.3.0", "gpu": "Orin (nvgpu)", "compute_capability": "8.7",
          "flags": {"version_compatible": False},
          "onnx": "m.onnx"}  # fmt: skip
     r.update(kw)
@@ -339,6 +339,12 @@ def test_engine_refuses_another_gpu_or_tensorrt_version():
         check_engine("e.engine", compat, "10.1.0", ORIN)  # … an older one does not
     with pytest.raises(EngineMismatchError):
         check_engine("e.engine", compat, "11.0.0", ORIN)  # nor another major
+    # the same compute capability on another GPU model: its tactics were timed on the first one
+    rtx = _record(gpu="NVIDIA RTX 4090", compute_capability="8.9")
+    with pytest.raises(EngineMismatchError, match=r"built on NVIDIA RTX 4090, this GPU is NVIDIA L40S.*8\.9"):
+        check_engine("e.engine", rtx, "10.3.0", {"name": "NVIDIA L40S", "compute_capability": "8.9"})
+    hw = _record(gpu="NVIDIA RTX 4090", compute_capability="8.9", flags={"hardware_compatible": True})
+    check_engine("e.engine", hw, "10.3.0", {"name": "NVIDIA L40S", "compute_capability": "8.9"})
 
 
 def test_sidecar_errors_and_backend_without_tensorrt(tmp_path):
@@ -352,7 +358,7 @@ def test_sidecar_errors_and_backend_without_tensorrt(tmp_path):
         read_sidecar(eng)
     write_sidecar(eng, m, _record())
     back, rec = read_sidecar(eng)
-    assert back == m and rec["gpu"] == "Orin"
+    assert back == m and rec["gpu"] == "Orin (nvgpu)"
     if importlib.util.find_spec("tensorrt") is None:
         with pytest.raises(EngineError, match="TensorRT is not installed"):
             open_backend(eng)

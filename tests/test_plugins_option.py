@@ -27,7 +27,7 @@ def recorded(monkeypatch) -> list:
     seen: list = []
 
     class RecordingBackend:
-        def __init__(self, path, plugins=None):
+        def __init__(self, path, plugins=None, allow_host_code=False):
             seen.append((Path(path), plugins))
             raise _Opened(f"{path}: opened with plugins={plugins}")
 

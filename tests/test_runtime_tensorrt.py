@@ -90,12 +90,12 @@ def test_backend_refuses_an_engine_that_does_not_match_its_manifest(tmp_path):
 def test_backend_loads_a_version_compatible_plan_only_when_trusted(tmp_path):
     trt = make_fake_trt()
     path = _engine(tmp_path, trt, ENGINE_IO, compat=True)
-    be = TensorRTBackend(path, trt=trt, cudart=FakeCudart(), gpu=ORIN)
+    with pytest.raises(EngineError, match=r"e\.engine: a version-compatible plan.*--trust-engine"):
+        TensorRTBackend(path, trt=trt, cudart=FakeCudart(), gpu=ORIN)  # not trusted by default
+    be = TensorRTBackend(path, allow_host_code=True, trt=trt, cudart=FakeCudart(), gpu=ORIN)
     assert be.runtime.engine_host_code_allowed is True
-    with pytest.raises(EngineError, match=r"e\.engine: a version-compatible plan.*allow_host_code=False"):
-        TensorRTBackend(path, allow_host_code=False, trt=trt, cudart=FakeCudart(), gpu=ORIN)
     later = make_fake_trt(version="10.7.0.23")  # a later 10.x runs it (sidecar check and runtime agree)
-    assert TensorRTBackend(path, trt=later, cudart=FakeCudart(), gpu=ORIN).engine is not None
+    assert TensorRTBackend(path, allow_host_code=True, trt=later, cudart=FakeCudart(), gpu=ORIN).engine
 
 
 def test_backend_loads_the_plugin_library_of_a_plugin_plan(tmp_path):
@@ -125,3 +125,21 @@ def test_tensorrt_outside_10_3_to_11_is_refused_naming_the_version(tmp_path, mon
         TensorRTBackend(path, trt=fake, cudart=FakeCudart(), gpu=ORIN)
     monkeypatch.setitem(sys.modules, "tensorrt", ok)
     assert import_trt() is ok  # 10.3 itself is fine
+
+
+def test_an_engine_built_for_a_dla_core_runs_there_or_is_refused(tmp_path):
+    """The profile's DLA core (orin-nx/agx) is set on the runtime before deserializing; a device without
+    that core (Orin Nano has none) is refused, naming the core."""
+    import json
+
+    trt = make_fake_trt()
+    path = _engine(tmp_path, trt, ENGINE_IO)
+    side = json.loads((tmp_path / "e.engine.json").read_text())
+    side["engine"]["flags"]["dla_core"] = 1
+    (tmp_path / "e.engine.json").write_text(json.dumps(side))
+    trt.Runtime.dla_cores = 0  # Orin Nano
+    with pytest.raises(EngineError, match=r"e\.engine: built to run on DLA core 1; this device has 0 DLA"):
+        TensorRTBackend(path, trt=trt, cudart=FakeCudart(), gpu=ORIN)
+    trt.Runtime.dla_cores = 2  # Orin NX / AGX
+    be = TensorRTBackend(path, trt=trt, cudart=FakeCudart(), gpu=ORIN)
+    assert be.runtime.DLA_core == 1

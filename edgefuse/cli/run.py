@@ -43,7 +43,8 @@ def _backend(args):
     from edgefuse.runtime.backends import inference_threads
 
     backend = load_backend(args.model, args.backend, threads=args.threads or inference_threads(),
-                           providers=args.providers, plugins=args.plugins)  # fmt: skip
+                           providers=args.providers, plugins=args.plugins,
+                           trust_engine=args.trust_engine)  # fmt: skip
     for note in getattr(backend, "provider_notes", []):
         print(f"edgefuse: onnxruntime: {note}", file=sys.stderr)
     return backend
@@ -126,6 +127,9 @@ def _pipeline_common(p: argparse.ArgumentParser) -> None:
                    help="the TensorRT plugin library for an engine with plugin nodes (edgefuse export "
                         "--plugins); default: $EDGEFUSE_TRT_PLUGINS_LIB, else edgefuse build-kernels' "
                         "default build")  # fmt: skip
+    p.add_argument("--trust-engine", action="store_true",
+                   help="run a version-compatible TensorRT engine's embedded host code (engines you built; "
+                        "refused without this flag)")  # fmt: skip
     p.add_argument(
         "--threads",
         type=int,

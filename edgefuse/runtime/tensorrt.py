@@ -140,13 +140,19 @@ def read_sidecar(engine: str | Path) -> tuple[Manifest, dict]:
 
 
 def check_engine(engine: str | Path, record: dict, trt_version: str, gpu: dict) -> None:
-    """Refuse an engine built for another GPU (compute capability) or TensorRT version; a
-    version-compatible engine may run on a later TensorRT of the same major version."""
+    """Refuse an engine built for another GPU — another compute capability, or another GPU model of the
+    same one (TensorRT plans are specific to the GPU model unless built hardware-compatible) — or another
+    TensorRT version; a version-compatible engine may run on a later TensorRT of the same major version."""
     fix = f"rebuild it here: edgefuse build-engine {record.get('onnx', 'MODEL.onnx')} --out {engine}"
     if record["compute_capability"] != gpu["compute_capability"]:
         raise EngineMismatchError(
             f"{engine}: built for {record['gpu']} (compute capability {record['compute_capability']}), "
             f"this GPU is {gpu['name']} ({gpu['compute_capability']}); {fix}"
+        )
+    if record["gpu"] != gpu["name"] and not record["flags"].get("hardware_compatible"):
+        raise EngineMismatchError(
+            f"{engine}: built on {record['gpu']}, this GPU is {gpu['name']} (same compute capability "
+            f"{gpu['compute_capability']}, another model: its tactics were timed there); {fix}"
         )
     built, here = str(record["tensorrt"]), str(trt_version)
     if built == here:
@@ -235,13 +241,15 @@ class TensorRTBackend:
     stream, events around the enqueue (``last_gpu_ms``: the engine's GPU time of the last call).
 
     ``allow_host_code``: a version-compatible plan embeds the TensorRT lean runtime (host code), which
-    TensorRT runs only when the runtime allows it (``IRuntime::setEngineHostCodeAllowed``); True (the
-    default) trusts the plan — right for engines built with ``edgefuse build-engine`` — False refuses a
-    version-compatible plan before deserializing it. ``trt``, ``cudart``, ``gpu``: injectable (tests)."""
+    TensorRT runs only when the runtime allows it (``IRuntime::setEngineHostCodeAllowed``): a plan from an
+    untrusted source runs its code in this process. False (the default) refuses a version-compatible plan
+    before deserializing it; True — ``run``/``replay --trust-engine`` — trusts it. An engine built for a
+    DLA core runs on that core (``IRuntime::setDLACore``), refused where the device has no such core.
+    ``trt``, ``cudart``, ``gpu``: injectable (tests)."""
 
     name = "tensorrt"
 
-    def __init__(self, path: str | Path, plugins: str | Path | None = None, allow_host_code: bool = True,
+    def __init__(self, path: str | Path, plugins: str | Path | None = None, allow_host_code: bool = False,
                  trt=None, cudart=None, gpu: dict | None = None):  # fmt: skip
         self.path = Path(path)
         self.manifest, self.record = read_sidecar(self.path)
@@ -254,8 +262,9 @@ class TensorRTBackend:
         compat = bool(self.record["flags"].get("version_compatible"))
         if compat and not allow_host_code:
             raise EngineError(
-                f"{self.path}: a version-compatible plan runs its embedded host code; it is refused with "
-                "allow_host_code=False: rebuild it without version_compatible, or trust it"
+                f"{self.path}: a version-compatible plan runs its embedded host code in this process; "
+                "trust it with --trust-engine (allow_host_code=True) if you built it, or rebuild it without "
+                "version_compatible"
             )
         if self.record["flags"].get("plugins"):
             from edgefuse.runtime.kernels import load_trt_plugins
@@ -265,6 +274,15 @@ class TensorRTBackend:
         self.runtime = trt.Runtime(self.logger)
         if compat:
             self.runtime.engine_host_code_allowed = True
+        dla = self.record["flags"].get("dla_core")
+        if dla is not None:
+            cores = int(self.runtime.num_DLA_cores)
+            if dla >= cores:
+                raise EngineMismatchError(
+                    f"{self.path}: built to run on DLA core {dla}; this device has {cores} DLA core(s) "
+                    "(Orin Nano has none): rebuild it with a profile without dla_core"
+                )
+            self.runtime.DLA_core = int(dla)
         self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise EngineError(
