@@ -136,6 +136,12 @@ def test_build_engine_writes_engine_sidecar_report_and_timing_cache(onnx_models,
     assert report["layers"] == want
     assert r["layers"] == len(nodes) > 0
     assert (tmp_path / "timing-orin-nano.cache").read_bytes() == b"cache:"
+    # the equivalent trtexec command, flag for flag with the profile (orin-nano: 512 MiB, GPU only)
+    assert record["trtexec"] == (
+        f"trtexec --onnx={fp32} --saveEngine={tmp_path / 'm.engine'} --memPoolSize=workspace:512 "
+        f"--builderOptimizationLevel={load_profile('orin-nano').builder_optimization_level} "
+        f"--profilingVerbosity=detailed --fp16 --timingCacheFile={tmp_path / 'timing-orin-nano.cache'}"
+    )
     # the next build starts from the saved timing cache
     build_engine(fp32, tmp_path / "m2.engine", "fp16", "orin-nano", trt=trt, gpu=ORIN)
     assert trt.last_config.get_timing_cache().blob == b"cache:"
@@ -160,6 +166,8 @@ def test_version_compatible_plugin_build_serializes_the_plugin_library(onnx_mode
     r = build_engine(plugins, tmp_path / "p.engine", "fp16", "x86-gpu", plugins=plugin_lib, trt=trt, gpu=ORIN)
     assert trt.last_config.plugins_to_serialize == [str(plugin_lib.resolve())]
     assert r["flags"]["plugins"] and r["flags"]["plugin_library"] == str(plugin_lib.resolve())
+    lib = plugin_lib.resolve()
+    assert f"--versionCompatible --staticPlugins={lib} --setPluginsToSerialize={lib}" in r["trtexec"]
     # the plan carries the library: a process that never loaded it deserializes the plan (host code allowed)
     fresh = make_fake_trt()
     rt = fresh.Runtime(fresh.Logger())

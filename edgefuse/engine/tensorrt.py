@@ -139,6 +139,27 @@ def builder_config(trt, builder, profile: Profile, precision: str, cache_bytes: 
     return config, flags
 
 
+def trtexec_command(onnx_path: Path, out: Path, prof: Profile, precision: str,
+                    plugin_library: Path | None = None, cache_file: Path | None = None) -> str:  # fmt: skip
+    """The ``trtexec`` (TensorRT 10) command that builds the same engine as :func:`builder_config`: for
+    comparing with NVIDIA's tool, or building where edgefuse is not installed. Workspace in MiB."""
+    cmd = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={out}",
+           f"--memPoolSize=workspace:{prof.workspace_mb}",
+           f"--builderOptimizationLevel={prof.builder_optimization_level}", "--profilingVerbosity=detailed"]
+    cmd += {"fp32": [], "fp16": ["--fp16"], "int8": ["--fp16", "--int8"]}[precision]
+    if prof.dla_core is not None:
+        cmd += [f"--useDLACore={prof.dla_core}", "--allowGPUFallback"]
+    if prof.version_compatible:
+        cmd.append("--versionCompatible")
+    if plugin_library is not None:
+        cmd.append(f"--staticPlugins={plugin_library}")
+        if prof.version_compatible:
+            cmd.append(f"--setPluginsToSerialize={plugin_library}")
+    if cache_file is not None:
+        cmd.append(f"--timingCacheFile={cache_file}")
+    return " ".join(cmd)  # fmt: skip
+
+
 def build_engine(
     onnx_path: str | Path,
     out: str | Path,
@@ -212,6 +233,7 @@ def build_engine(
                   "plugin_library": str(plugin_library) if plugin_library else None},  # fmt: skip
         "build_s": time.perf_counter() - t0,
         "onnx": str(onnx_path),
+        "trtexec": trtexec_command(onnx_path, out, prof, precision, plugin_library, cache_file),
     }
     write_sidecar(out, manifest, record)
     report = layer_report(trt, logger, bytes(blob), prof.version_compatible, out)
