@@ -218,3 +218,13 @@ def test_an_unknown_parent_or_a_cycle_is_an_error_naming_the_key(tmp_path, old, 
     p.write_text(_CHAIN.replace(old, new))
     with pytest.raises(RigFileError, match=rf"extrinsics\.\w+\.parent.*{why}"):
         load_calibration(p)
+
+
+def test_numbers_in_every_yaml_notation(tmp_path):
+    """``3e-4`` is a float in YAML 1.2 (and in every tool that writes it) but a string to PyYAML's 1.1
+    resolver: a distortion coefficient written that way was refused as 'not a number'."""
+    text = _CHAIN.replace("translation: [0.1, -0.3, -0.2]", "translation: [1e-1, -3E-1, -2e-1]")
+    p = tmp_path / "exp.yaml"
+    p.write_text(text)
+    c = load_calibration(p)
+    np.testing.assert_allclose(c.T_parent("cam_front").translation, [0.1, -0.3, -0.2], atol=1e-12)
