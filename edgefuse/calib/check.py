@@ -139,12 +139,21 @@ def check_log(
     every: int = 5,
     worst: int = 3,
     max_dt_ns: int = 30_000_000,
+    compensate: bool = True,
 ) -> dict:
     """Check every camera of ``calib`` (or ``cameras``) against ``lidar`` (default: the first LiDAR in the
     log with extrinsics) on every ``every``-th sweep; write the ``worst`` frames per camera as overlays in
-    ``out_dir``. Returns per camera: frames, mean/min edge alignment, mean points in image, worst files."""
+    ``out_dir``. Returns per camera: frames, mean/min edge alignment, mean points in image, worst files.
+
+    While the vehicle moves, a sweep and a camera frame see the scene from different places: with
+    ``compensate`` and odometry in the log, each sweep is de-skewed (its per-point times) and moved to the
+    camera frame's capture time through the ego trajectory (:func:`edgefuse.motion.deskewed_xyz`), so the
+    worst frames show calibration error, not motion; without odometry the check says it is not
+    motion-compensated (``motion_compensated``: false)."""
     from edgefuse.calib.common import image_rgb, sensor_messages
     from edgefuse.logs import LogReader
+    from edgefuse.motion import EgoTrajectory, deskewed_xyz
+    from edgefuse.types import POINT_TIME_FIELD
 
     reader = LogReader(log)
     topics = reader.topics().values()
@@ -155,17 +164,22 @@ def check_log(
     cams = cameras or [c for c in calib.cameras if any(t.sensor_id == c for t in topics)]
     if not cams:
         raise InputError(f"{log}: none of the calibration's cameras {sorted(calib.cameras)} is in the log")
-    sweeps = {
-        m.stamp_ns: m.payload.xyz.astype(np.float64)
-        for k, m in enumerate(sensor_messages(log, lidar))
-        if k % every == 0
-    }
+    ego, odom = None, None
+    odoms = sorted({t.sensor_id for t in topics if t.payload == "Odometry"},
+                   key=lambda sid: (sid not in calib.extrinsics, "truth" in sid, sid))  # the rig's own first
+    for sid in odoms if compensate else []:
+        msgs = [m for m in sensor_messages(log, sid) if m.payload.frame != "enu"]  # not a GNSS fix
+        if msgs:
+            ego, odom = EgoTrajectory.from_odometry(msgs), sid
+            break
+    sweeps = {m.stamp_ns: m.payload for k, m in enumerate(sensor_messages(log, lidar)) if k % every == 0}
     st = np.array(sorted(sweeps), np.int64)
+    T_base_lidar = calib.T_base(lidar)
     out = {}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for cid in cams:
         cam = calib.camera(cid)
-        T = calib.T_base(cid).inverse() @ calib.T_base(lidar)
+        T = calib.T_base(cid).inverse() @ T_base_lidar
         scored = []
         all_scores, all_points = [], []
         for m in sensor_messages(log, cid):
@@ -174,8 +188,13 @@ def check_log(
             i = int(np.argmin(np.abs(st - m.stamp_ns)))
             if abs(int(st[i]) - m.stamp_ns) > max_dt_ns:
                 continue
+            cloud = sweeps[int(st[i])]
+            if ego is not None and cloud.has(POINT_TIME_FIELD):  # the sweep as seen at the frame's time
+                xyz = deskewed_xyz(cloud, int(st[i]), T_base_lidar, ego, reference_ns=m.stamp_ns)
+            else:
+                xyz = cloud.xyz
             img = image_rgb(m, f"{log}: {cid} stamp {m.stamp_ns}")
-            r = check_frame(img, sweeps[int(st[i])], cam, T)
+            r = check_frame(img, xyz.astype(np.float64), cam, T)
             all_scores.append(r.edge_alignment)
             all_points.append(r.points_in_image)
             scored.append((r.edge_alignment, m.stamp_ns, r, img))
@@ -193,5 +212,7 @@ def check_log(
             "mean_points_in_image": round(float(np.mean(all_points)), 1) if all_points else None,
             "worst": files,
             "worst_edge_alignment": [round(s[0], 4) for s in scored[:worst]],
+            "motion_compensated": ego is not None,
+            "odometry": odom,
         }
     return out
