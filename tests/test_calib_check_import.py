@@ -169,7 +169,7 @@ def _kitti_text(rng) -> tuple[str, dict]:
 def test_kitti_import_projects_like_the_kitti_formula():
     rng = np.random.default_rng(0)
     text, m = _kitti_text(rng)
-    calib = kitti_to_calibration(text, "000000.txt")
+    calib = kitti_to_calibration(text, "000000.txt", (1242, 375))
     # KITTI devkit: y = P2 · R0_rect · Tr_velo_to_cam · x (homogeneous)
     R0 = np.eye(4)
     R0[:3, :3] = m["R0"]
@@ -195,14 +195,18 @@ def test_cli_import_kitti_then_check_loads(tmp_path, capsys):
     text, _m = _kitti_text(np.random.default_rng(1))
     (tmp_path / "000001.txt").write_text(text)
     out = tmp_path / "kitti.yaml"
-    rc = main(
-        ["calibrate", "import", "--from", "kitti", str(tmp_path / "000001.txt"), "--out", str(out), "--json"]
-    )
-    r = json.loads(capsys.readouterr().out)
-    assert rc == 0, r
-    c = load_calibration(out)
-    assert r["cameras"] == ["cam2"] and set(c.extrinsics) == {"cam2", "velodyne", "imu"}
-    assert (c.cameras["cam2"].width, c.cameras["cam2"].height) == (1242, 375)
+    args = ["calibrate", "import", "--from", "kitti", str(tmp_path / "000001.txt"), "--out", str(out)]
+    rc = main(args)  # no size: KITTI's files have none, and it is not invented
+    assert rc == 2 and "carry no image size" in capsys.readouterr().err and not out.exists()
+    for w, h in ((1242, 375), (1224, 370)):  # two drives' image sizes, read from an image of each
+        cv2.imwrite(str(tmp_path / "img.png"), np.zeros((h, w, 3), np.uint8))
+        rc = main([*args, "--image", str(tmp_path / "img.png"), "--json"])
+        r = json.loads(capsys.readouterr().out)
+        assert rc == 0, r
+        c = load_calibration(out)
+        assert r["cameras"] == ["cam0", "cam1", "cam2", "cam3"]
+        assert set(c.extrinsics) == {"cam0", "cam1", "cam2", "cam3", "velodyne", "imu"}
+        assert all((cam.width, cam.height) == (w, h) for cam in c.cameras.values())
 
 
 @pytest.mark.parametrize(
@@ -217,7 +221,7 @@ def test_kitti_bad_files(line, match):
     text, _m = _kitti_text(np.random.default_rng(2))
     bad = "\n".join(line if t.startswith("P2") else t for t in text.splitlines())
     with pytest.raises(CalibImportError, match=match):
-        kitti_to_calibration(bad, "bad.txt")
+        kitti_to_calibration(bad, "bad.txt", (1242, 375))
 
 
 def test_camera_info_import_into_existing_calibration(tmp_path, capsys):

@@ -349,20 +349,47 @@ def run_check(
 
 
 def run_import(
-    file: str, *, source: str, out: str, camera: str | None = None, width: int = 1242, height: int = 375
+    files: list[str], *, source: str, out: str, camera: str | None = None, image: str | None = None,
+    width: int | None = None, height: int | None = None, force: bool = False,
 ) -> dict:
-    """`calibrate import`: a KITTI or ROS camera_info calibration → our calibration YAML."""
+    """`calibrate import`: a KITTI, OpenCalib or ROS camera_info calibration → our calibration YAML.
+    ``image``: one of the camera's images, whose size the camera takes (KITTI files have none; where a
+    file declares one and the image differs, the image wins and the report says so)."""
     from edgefuse.calib.common import update_calibration_file
-    from edgefuse.calib.importers import camera_info_to_camera, kitti_to_calibration
+    from edgefuse.calib.importers import (
+        camera_info_to_camera,
+        image_size,
+        kitti_to_calibration,
+        opencalib_to_calibration,
+    )
     from edgefuse.geometry import Transform
     from edgefuse.rig import Calibration, load_calibration, save_calibration
 
-    src = Path(file)
-    if not src.is_file():
-        raise InputError(f"{src}: file not found")
+    srcs = [Path(f) for f in files]
+    for src in srcs:
+        if not src.is_file():
+            raise InputError(f"{src}: file not found")
+    want = {"kitti": 1, "camera_info": 1, "opencalib": 2}[source]
+    if len(srcs) != want:
+        what = "INTRINSIC.json EXTRINSIC.json" if source == "opencalib" else "one file"
+        raise InputError(f"calibrate import --from {source}: expected {what}, got {len(srcs)} file(s)")
     out = Path(out)
-    if source == "kitti":
-        calib = kitti_to_calibration(src.read_text(encoding="utf-8"), str(src), width, height)
+    if source in ("kitti", "opencalib"):
+        notes: list[str] = []
+        if source == "kitti":
+            if image is not None:
+                size = image_size(image)
+            elif width and height:
+                size = (width, height)
+            else:
+                raise InputError(
+                    f"calibrate import --from kitti {srcs[0]}: KITTI files carry no image size and it varies "
+                    "per drive (1224–1242 × 370–376): pass --image with one of the drive's images (or "
+                    "--width/--height)"
+                )
+            calib = kitti_to_calibration(srcs[0].read_text(encoding="utf-8"), str(srcs[0]), size)
+        else:
+            calib, notes = opencalib_to_calibration(srcs[0], srcs[1], image)
         if out.exists():
             out.with_name(out.name + ".bak").write_bytes(out.read_bytes())
         save_calibration(calib, out)
@@ -370,13 +397,23 @@ def run_import(
         return {
             "out": str(out),
             "cameras": sorted(calib.cameras),
+            "image_size": {k: [c.width, c.height] for k, c in calib.cameras.items()},
             "sensors": sorted(calib.extrinsics),
             "base_frame": calib.provenance["base_frame"],
+            "notes": notes,
         }
+    src = srcs[0]
     cam, name = camera_info_to_camera(src)
     cam_id = camera or name or src.stem
     rec = {"imported_from": f"ROS camera_info {src}"}
     if out.exists():
+        old = load_calibration(out).cameras.get(cam_id)
+        if old is not None and (old.width, old.height) != (cam.width, cam.height) and not force:
+            raise InputError(
+                f"calibrate import {src} → {out}: camera {cam_id!r} is {old.width}×{old.height} there, the "
+                f"import is {cam.width}×{cam.height}: not changed (--camera NEW_ID imports it beside it, "
+                "--force replaces it)"
+            )
 
         def update(c):
             c.cameras[cam_id] = cam

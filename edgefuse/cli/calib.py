@@ -99,8 +99,9 @@ def cmd_calibrate_import(args) -> dict:
     from edgefuse.calib.commands import run_import
 
     return run_import(
-        args.file, source=args.source, out=args.out, camera=args.camera, width=args.width, height=args.height
-    )
+        args.files, source=args.source, out=args.out, camera=args.camera, image=args.image,
+        width=args.width, height=args.height, force=args.force,
+    )  # fmt: skip
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -182,16 +183,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_json(p)
     p.set_defaults(func=cmd_calibrate_check)
 
-    p = cal.add_parser("import", help="import a KITTI or ROS camera_info calibration")
-    p.add_argument("--from", dest="source", choices=("kitti", "camera_info"), required=True)
-    p.add_argument("file", help="the foreign calibration file")
+    p = cal.add_parser("import", help="import a KITTI, OpenCalib or ROS camera_info calibration")
+    p.add_argument("--from", dest="source", choices=("kitti", "opencalib", "camera_info"), required=True)
+    p.add_argument("files", nargs="+",
+                   help="the foreign calibration file (opencalib: the camera's intrinsic JSON, then the "
+                        "LiDAR-to-camera extrinsic JSON)")  # fmt: skip
     p.add_argument(
         "--out", required=True, help="calibration YAML to write (camera_info: updated if it exists)"
     )
     p.add_argument("--camera", help="camera id for a camera_info import (default: its camera_name)")
-    p.add_argument(
-        "--width", type=int, default=1242, help="KITTI image width (not in its files; default 1242)"
-    )
-    p.add_argument("--height", type=int, default=375, help="KITTI image height (default 375)")
+    p.add_argument("--image", help="one of the camera's images: its size is the camera's (KITTI files "
+                                   "have none; a declared size that differs is overridden)")  # fmt: skip
+    p.add_argument("--width", type=int, default=None, help="KITTI image width, without --image")
+    p.add_argument("--height", type=int, default=None, help="KITTI image height, without --image")
+    p.add_argument("--force", action="store_true",
+                   help="camera_info into an existing camera of another resolution: replace it")  # fmt: skip
     add_json(p)
     p.set_defaults(func=cmd_calibrate_import)
