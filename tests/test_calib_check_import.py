@@ -266,3 +266,23 @@ def test_camera_info_import_into_existing_calibration(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(info))
     rc = main(["calibrate", "import", "--from", "camera_info", str(tmp_path / "bad.yaml"), "--out", str(out)])
     assert rc == 2 and "distortion_model" in capsys.readouterr().err
+
+
+def test_camera_info_never_silently_changes_an_existing_cameras_resolution(tmp_path, capsys):
+    info = {
+        "image_width": 640, "image_height": 480,
+        "camera_matrix": {"rows": 3, "cols": 3, "data": [430.2, 0, 306.7, 0, 429.9, 247.1, 0, 0, 1]},
+        "distortion_model": "plumb_bob",
+        "distortion_coefficients": {"rows": 1, "cols": 5, "data": [-0.33, 0.11, 0.001, -0.0005, 0.0]},
+    }  # fmt: skip
+    (tmp_path / "info.yaml").write_text(yaml.safe_dump(info))
+    out = tmp_path / "calib.yaml"
+    save_calibration(sim_calibration(), out)  # cam_front is 1280×720
+    before = out.read_bytes()
+    args = ["calibrate", "import", "--from", "camera_info", str(tmp_path / "info.yaml"), "--out", str(out),
+            "--camera", "cam_front"]  # fmt: skip
+    rc = main(args)
+    assert rc == 2 and "is 1280×720 there, the import is 640×480" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main([*args, "--force"]) == 0
+    assert load_calibration(out).cameras["cam_front"].width == 640
