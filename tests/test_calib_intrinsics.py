@@ -293,3 +293,17 @@ def test_cli_refuses_views_that_leave_a_third_of_the_image_empty(tmp_path, pinho
     rc = main([*args, "--force", "--json"])
     r = json.loads(capsys.readouterr().out)
     assert rc == 0 and r["written"] and out.is_file() and any(f.startswith("coverage") for f in r["forced"])
+
+
+def test_sigma_per_parameter_is_reported_and_honest(pinhole_views):
+    """OpenCV's standard deviations of the intrinsics: every one reported, and the errors against the
+    simulator's true camera within 4 σ (the σ are not a decoration)."""
+    _imgs, views, missing, size = pinhole_views
+    r = calibrate_intrinsics(views, parse_board(BOARD), size, "pinhole", missing=missing)
+    assert set(r.std) == {"fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3"}
+    assert all(v > 0 for v in r.std.values())
+    truth = sim_camera()
+    err = {"fx": r.camera.K[0, 0] - truth.K[0, 0], "fy": r.camera.K[1, 1] - truth.K[1, 1],
+           "cx": r.camera.K[0, 2] - truth.K[0, 2], "cy": r.camera.K[1, 2] - truth.K[1, 2]}  # fmt: skip
+    assert all(abs(e) < 4 * r.std[k] for k, e in err.items()), (err, r.std)
+    assert r.to_dict()["std"]["fx"] == round(r.std["fx"], 6)

@@ -45,7 +45,9 @@ class IntrinsicsResult:
     """A fitted camera. ``rms``: overall RMS reprojection error (px) over the used views;
     ``per_view_rms``: name → RMS px of every view that took part in the first fit; ``used`` and
     ``rejected`` (name → reason) views; ``poses``: name → (rvec (3,), tvec (3,)) board→camera of the
-    used views; ``tilt_spread_deg``: largest angle of a board normal from the mean normal."""
+    used views; ``tilt_spread_deg``: largest angle of a board normal from the mean normal; ``std``: 1-σ of
+    fx fy cx cy (px) and k1 k2 p1 p2 k3 from OpenCV's ``calibrateCameraExtended`` (pinhole; None for
+    fisheye, whose OpenCV fit gives none)."""
 
     camera: CameraModel
     rms: float
@@ -54,6 +56,7 @@ class IntrinsicsResult:
     rejected: dict[str, str]
     poses: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     tilt_spread_deg: float = 0.0
+    std: dict[str, float] | None = None  # 1-σ per parameter (px; OpenCV's estimate); None: fisheye
 
     def to_dict(self) -> dict:
         return {
@@ -66,6 +69,7 @@ class IntrinsicsResult:
             "views_rejected": dict(self.rejected),
             "per_view_rms": {k: round(v, 4) for k, v in self.per_view_rms.items()},
             "tilt_spread_deg": round(self.tilt_spread_deg, 2),
+            "std": None if self.std is None else {k: round(v, 6) for k, v in self.std.items()},
         }
 
 
@@ -74,6 +78,7 @@ class IntrinsicsResult:
 #: third of the image without corners leaves the distortion there unconstrained; a principal point 10 % of
 #: the image off centre is a lens mount no camera has (a fit trading it against distortion); |k| > 5 (a
 #: fisheye fit with k4 = −298) is a polynomial fitted to noise.
+STD_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
 MAX_RMS_PX = 0.5
 MIN_COVERAGE = 0.67  # a third of the image without corners fails
 MAX_CENTRE_OFFSET = 0.10
@@ -154,9 +159,13 @@ def _fit(views: list[View], board: BoardSpec, size: tuple[int, int], model: str)
     obj = [obj_all[v.corners.ids].astype(np.float32) for v in views]
     img = [v.corners.uv.astype(np.float32) for v in views]
     crit = (cv2.TERM_CRITERIA_COUNT + cv2.TERM_CRITERIA_EPS, 100, 1e-9)
+    std = None
     if model == "pinhole":
-        _rms, K, dist, rvecs, tvecs = cv2.calibrateCamera(obj, img, size, None, None, criteria=crit)
+        _rms, K, dist, rvecs, tvecs, sd, _sde, _pve = cv2.calibrateCameraExtended(
+            obj, img, size, None, None, criteria=crit
+        )
         dist = dist.reshape(-1)[:5]
+        std = np.asarray(sd, np.float64).reshape(-1)[:9]  # fx fy cx cy k1 k2 p1 p2 k3
         errs = []
         for o, i, r, t in zip(obj, img, rvecs, tvecs, strict=True):
             p, _ = cv2.projectPoints(o, r, t, K, dist)
@@ -199,6 +208,7 @@ def _fit(views: list[View], board: BoardSpec, size: tuple[int, int], model: str)
         [np.asarray(t).reshape(3) for t in tvecs],
         e,
         rms,
+        std,
     )
 
 
@@ -255,7 +265,7 @@ def calibrate_intrinsics(
     first_errs: dict[str, float] = {}
     while True:
         try:
-            K, dist, rvecs, tvecs, errs, rms = _fit(active, board, image_size, model)
+            K, dist, rvecs, tvecs, errs, rms, std = _fit(active, board, image_size, model)
         except CalibrationError:
             # cv::fisheye's initialisation can fail on one view: find it by leaving views out one at a time
             culprit = next(
@@ -299,6 +309,7 @@ def calibrate_intrinsics(
         rejected=rejected,
         poses={v.name: (r, t) for v, r, t in zip(active, rvecs, tvecs, strict=True)},
         tilt_spread_deg=tilt_spread_deg(rvecs),
+        std=None if std is None else dict(zip(STD_NAMES, (float(x) for x in std), strict=False)),
     )
 
 
