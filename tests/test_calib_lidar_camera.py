@@ -130,6 +130,12 @@ def test_lidar_camera_accuracy_seed0(frames_seed0):
 
     failed = [g.line() for g in lidar_camera_gates(r, _initial(), 1.0) if not g.ok]
     assert not failed, failed  # the documented session passes every gate
+    # leave one pose out: each pose predicted by the other 15 about as well as it fits in the full solve
+    loo = r.leave_one_out_m
+    assert set(loo) == set(r.used)
+    assert max(loo.values()) < 0.03 and np.median(list(loo.values())) < 1.5 * np.median(
+        list(r.per_pose_rms_m.values())
+    ), (loo, r.per_pose_rms_m)
 
 
 @pytest.mark.slow

@@ -132,6 +132,8 @@ def test_good_sessions_pass_every_gate():
         scans, clouds = radar_lidar_frames(seed, n_radar=80, n_lidar=8)
         r = solve_radar_lidar(_pairs(scans, clouds), sim_calibration().extrinsics["lidar_top"], _initial())
         assert _failed(r) == set() and r.reflectors == 4 and r.azimuth_spread_deg > 40, r.to_dict()
+        # each reflector predicted by the fit of the other three about as well as all four fit together
+        assert len(r.leave_one_out_m) == 4 and max(r.leave_one_out_m.values()) < 2 * r.rms_m, r.to_dict()
 
 
 def test_one_reflector_seen_in_80_scans_is_refused():

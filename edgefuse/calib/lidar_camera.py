@@ -47,6 +47,7 @@ class LidarCameraResult:
     edge_alignment: float = 0.0  # fraction of the board's LiDAR points inside the plate outline (1 cm slack)
     frames: int = 0  # frames (camera image + LiDAR sweep) merged into the poses used
     warnings: list[str] = field(default_factory=list)
+    leave_one_out_m: dict[str, float] = field(default_factory=dict)  # pose → RMS under the others' fit
 
     def to_dict(self) -> dict:
         return {
@@ -63,6 +64,7 @@ class LidarCameraResult:
             "poses_rejected": dict(self.rejected),
             "edge_alignment": round(self.edge_alignment, 4),
             "warnings": list(self.warnings),
+            "leave_one_out_m": {k: round(v, 5) for k, v in self.leave_one_out_m.items()},
         }
 
 
@@ -242,13 +244,16 @@ def solve_lidar_camera(
     use_edges: bool = False,
     reject_sigma: float = 4.0,
     inset_m: float = 0.01,
+    leave_one_out: bool = True,
 ) -> LidarCameraResult:
     """T_cam_lidar from board observations of ≥ 3 poses (see the module doc); the frames of a pose are
     merged (:func:`group_holds`). Then solved again without the poses whose two planes disagree by more
     than ``reject_sigma`` (Mahalanobis distance over the three plane residuals: a board mixed with its
     holder, a wrong corner order). ``inset_m``: how far inside the plate outline a LiDAR ray must hit the
     board to count. ``use_edges``: add the ring-end / plate-outline term (only when the board spec knows
-    its plate size; experimental and off by default: it is biased, see docs/calibration.md)."""
+    its plate size; experimental and off by default: it is biased, see docs/calibration.md).
+    ``leave_one_out``: also solve without each pose in turn (``leave_one_out_m``: that pose's RMS under the
+    others' solution; one solve per pose)."""
     poses = [_merge(obs, g) for g in group_holds(obs)]
     first, dist = _solve(poses, board, edge_weight, use_edges, inset_m)
     rejected = {
@@ -256,9 +261,26 @@ def solve_lidar_camera(
     }
     keep = [p for p in poses if p.name not in rejected]
     if not rejected or len(keep) < MIN_POSES:
-        return first
-    out, _ = _solve(keep, board, edge_weight, use_edges, inset_m)
-    out.rejected = rejected
+        out, keep = first, poses
+    else:
+        out, _ = _solve(keep, board, edge_weight, use_edges, inset_m)
+        out.rejected = rejected
+    if leave_one_out and len(keep) > MIN_POSES:
+        out.leave_one_out_m = _leave_one_out(keep, board, edge_weight, use_edges, inset_m)
+    return out
+
+
+def _leave_one_out(poses: list[_Pose], board, edge_weight, use_edges, inset_m) -> dict[str, float]:
+    """Each pose's point-to-plane RMS (m) under the solution of the other poses: how well the calibration
+    predicts a board it did not see (the LiDAR points within 3 robust σ of the pose's camera plane)."""
+    out = {}
+    for i, p in enumerate(poses):
+        r_i, _ = _solve(poses[:i] + poses[i + 1 :], board, edge_weight, use_edges, inset_m)
+        n, d = p.plane_cam
+        res = (np.vstack(p.points) @ r_i.T_cam_lidar.rotation.T + r_i.T_cam_lidar.translation) @ n - d
+        med = float(np.median(res))
+        keep = np.abs(res - med) < 3 * max(1.4826 * float(np.median(np.abs(res - med))), 0.005)
+        out[p.name] = float(np.sqrt(np.mean(res[keep] ** 2)))
     return out
 
 

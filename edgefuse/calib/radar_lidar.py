@@ -14,7 +14,7 @@ parameters are the ones the issue names: x, y, yaw in the vehicle frame.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -58,7 +58,8 @@ class RadarLidarResult:
     """``T_base_radar``; ``params``: names of the fitted parameters; ``std``: their 1-σ (m, deg);
     ``rms_m``: RMS residual of the inlier pairs; ``pairs``/``inliers``: counts; ``reflectors``: distinct
     target positions among the inlier pairs (base frame, 0.4 m apart), ``azimuth_spread_deg``: the spread of
-    their bearings from the radar."""
+    their bearings from the radar; ``leave_one_out_m``: each reflector's RMS (m) under the fit of the others
+    (base-frame "x,y" of the reflector → m; with ≥ 3 reflectors)."""
 
     T_base_radar: Transform
     params: tuple[str, ...]
@@ -68,6 +69,7 @@ class RadarLidarResult:
     inliers: int
     reflectors: int = 0
     azimuth_spread_deg: float = 0.0
+    leave_one_out_m: dict[str, float] = field(default_factory=dict)  # "x,y" of a reflector → its RMS (m)
 
     def to_dict(self) -> dict:
         rpy = np.degrees(self.T_base_radar.rpy)
@@ -81,6 +83,7 @@ class RadarLidarResult:
             "inliers": self.inliers,
             "reflectors": self.reflectors,
             "azimuth_spread_deg": round(self.azimuth_spread_deg, 2),
+            "leave_one_out_m": {k: round(v, 4) for k, v in self.leave_one_out_m.items()},
         }
 
 
@@ -151,8 +154,6 @@ def solve_radar_lidar(
     reflector 1 m above a radar at 10 m reads 5 cm long). Each gate of ``gates_m`` is one round of
     association + robust fit."""
     require_scipy()
-    from scipy.optimize import least_squares
-
     T = T_base_radar_init
     names = ("x", "y", "z", "roll_deg", "pitch_deg", "yaw_deg") if six_dof else ("x", "y", "yaw_deg")
     targets_base = [T_base_lidar.apply(t) if len(t) else np.zeros((0, 3)) for _s, t in frames]
@@ -186,17 +187,7 @@ def solve_radar_lidar(
                 "radar extrinsics (within ~1 m / 5°)"
             )
         pr, pb = np.array(pr_list), np.array(pb_list)
-        rpy = matrix_to_rpy(T.rotation)
-        x0 = np.concatenate([T.translation, rpy]) if six_dof else np.array([*T.translation[:2], rpy[2]])
-        base = T
-
-        def residuals(x, base=base, pr=pr, pb=pb):
-            pred = _pose(x, base, six_dof).apply(pr)
-            r = pred - pb
-            return (r if six_dof else r[:, :2]).ravel()
-
-        sol = least_squares(residuals, x0, loss="huber", f_scale=0.2)
-        T = _pose(sol.x, base, six_dof)
+        sol, T = _fit_pairs(pr, pb, T, six_dof)
     assert sol is not None
     r = sol.fun.reshape(len(pr), -1)
     dist = np.linalg.norm(r, axis=1)
@@ -214,8 +205,33 @@ def solve_radar_lidar(
     refl = distinct_targets(pb[inl])
     bearings = np.degrees(np.arctan2(*(refl[:, :2] - T.translation[:2]).T[::-1]))
     spread = float(np.ptp(bearings)) if len(bearings) else 0.0
+    # leave one reflector out: its pairs' RMS under the fit of the others
+    loo = {}
+    if len(refl) >= 3:
+        own = np.argmin(np.linalg.norm(pb[:, None, :2] - refl[None, :, :2], axis=2), axis=1)
+        for k, c in enumerate(refl):
+            out_k = (own == k) & inl
+            _s, T_k = _fit_pairs(pr[~out_k & inl], pb[~out_k & inl], T, six_dof)
+            r_k = T_k.apply(pr[out_k]) - pb[out_k]
+            r_k = r_k if six_dof else r_k[:, :2]
+            loo[f"{c[0]:.1f},{c[1]:.1f}"] = float(np.sqrt(np.mean(np.sum(r_k**2, axis=1))))
     return RadarLidarResult(T, names, std, float(np.sqrt(np.mean(dist[inl] ** 2))), len(pr), int(inl.sum()),
-                            len(refl), spread)  # fmt: skip
+                            len(refl), spread, loo)  # fmt: skip
+
+
+def _fit_pairs(pr: np.ndarray, pb: np.ndarray, T: Transform, six_dof: bool):
+    """One robust fit (Huber, 0.2 m) of T_base_radar to matched pairs from ``T``: (solution, transform)."""
+    from scipy.optimize import least_squares
+
+    rpy = matrix_to_rpy(T.rotation)
+    x0 = np.concatenate([T.translation, rpy]) if six_dof else np.array([*T.translation[:2], rpy[2]])
+
+    def residuals(x):
+        r = _pose(x, T, six_dof).apply(pr) - pb
+        return (r if six_dof else r[:, :2]).ravel()
+
+    sol = least_squares(residuals, x0, loss="huber", f_scale=0.2)
+    return sol, _pose(sol.x, T, six_dof)
 
 
 def frames_from_log(
