@@ -307,3 +307,27 @@ def test_sigma_per_parameter_is_reported_and_honest(pinhole_views):
            "cx": r.camera.K[0, 2] - truth.K[0, 2], "cy": r.camera.K[1, 2] - truth.K[1, 2]}  # fmt: skip
     assert all(abs(e) < 4 * r.std[k] for k, e in err.items()), (err, r.std)
     assert r.to_dict()["std"]["fx"] == round(r.std["fx"], 6)
+
+
+def test_a_legacy_charuco_board_is_found_and_messages_count_its_squares():
+    """A 7 × 6 board (an even number of rows: OpenCV 4.6 moved its markers) printed in the legacy layout,
+    as OpenCV < 4.6 and many shops make it: found by the plain spec (both layouts tried) and by
+    ``:legacy``, not by ``:new``; same corners either way. A board not found is described in its own
+    vocabulary (squares for ChArUco, inner corners for a chessboard)."""
+    import cv2 as _cv2
+
+    from edgefuse.calib.boards import charuco_board, detect_corners
+
+    spec = "charuco:7x6:0.04:0.03:DICT_5X5_100"
+    legacy_board = charuco_board(parse_board(spec), legacy=True)
+    art = legacy_board.generateImage((7 * 100, 6 * 100), marginSize=40)
+    img = _cv2.cvtColor(art, _cv2.COLOR_GRAY2RGB)
+    auto, old = detect_corners(img, parse_board(spec)), detect_corners(img, parse_board(spec + ":legacy"))
+    assert auto is not None and old is not None and len(auto.ids) == 30  # (7 − 1) × (6 − 1) corners
+    np.testing.assert_array_equal(auto.ids, old.ids)
+    assert detect_corners(img, parse_board(spec + ":new")) is None
+    assert parse_board(spec + ":legacy").describe() == spec + ":legacy"
+    with pytest.raises(CalibrationError, match="counts the squares"):
+        calibrate_intrinsics([], parse_board(spec), (1280, 720), "pinhole", missing=["a.png"])
+    with pytest.raises(CalibrationError, match="counts the inner corners"):
+        calibrate_intrinsics([], parse_board(BOARD), (1280, 720), "pinhole", missing=["a.png"])

@@ -4,8 +4,11 @@ Board specs (the CLI's ``--board``):
 
 - ``chessboard:COLSxROWS:SQUARE_M`` — COLS × ROWS **inner** corners (OpenCV's convention), squares of
   SQUARE_M metres;
-- ``charuco:COLSxROWS:SQUARE_M:MARKER_M:DICT`` — COLS × ROWS **squares** (OpenCV's CharucoBoard),
-  markers of MARKER_M metres from the ArUco dictionary DICT (e.g. ``DICT_5X5_100``);
+- ``charuco:COLSxROWS:SQUARE_M:MARKER_M:DICT[:legacy|:new]`` — COLS × ROWS **squares** (OpenCV's
+  CharucoBoard), markers of MARKER_M metres from the ArUco dictionary DICT (e.g. ``DICT_5X5_100``).
+  OpenCV 4.6 changed the marker layout of boards with an even number of rows; boards printed before (the
+  *legacy* pattern, still what many shops sell) are found too: without the suffix both layouts are tried,
+  ``:legacy`` / ``:new`` names one;
 - a target file ``calibration/targets/NAME.yaml`` (``kind: chessboard``, ``inner_corners``, ``square_m``,
   ``margin_m``, ``plate_m``), written by the simulator's :func:`edgefuse.sim.rig.target_to_dict`.
 
@@ -44,6 +47,7 @@ class BoardSpec:
     marker_m: float = 0.0
     dictionary: str = ""
     plate_m: tuple[float, float] | None = None
+    legacy: bool | None = None  # charuco: OpenCV < 4.6's marker layout (True), ≥ 4.6's (False), either (None)
 
     @property
     def corner_grid(self) -> tuple[int, int]:
@@ -74,7 +78,15 @@ class BoardSpec:
     def describe(self) -> str:
         if self.kind == "chessboard":
             return f"chessboard:{self.cols}x{self.rows}:{self.square_m:g}"
-        return f"charuco:{self.cols}x{self.rows}:{self.square_m:g}:{self.marker_m:g}:{self.dictionary}"
+        suffix = {True: ":legacy", False: ":new", None: ""}[self.legacy]
+        sizes = f"{self.square_m:g}:{self.marker_m:g}"
+        return f"charuco:{self.cols}x{self.rows}:{sizes}:{self.dictionary}{suffix}"
+
+    def size_rule(self) -> str:
+        """How this board's COLSxROWS counts, in its own vocabulary (for messages)."""
+        if self.kind == "chessboard":
+            return "counts the inner corners (COLSxROWS: where four squares meet), not the squares"
+        return "counts the squares (COLSxROWS, ChArUco's convention), not the inner corners"
 
 
 def _num(spec: str, what: str, text: str) -> float:
@@ -99,6 +111,9 @@ def parse_board(spec: str) -> BoardSpec:
             "'charuco:COLSxROWS:SQUARE_M:MARKER_M:DICT' or a target .yaml file"
         )
     n = 3 if kind == "chessboard" else 5
+    legacy = None
+    if kind == "charuco" and len(parts) == 6 and parts[5].lower() in ("legacy", "new"):
+        legacy = parts.pop().lower() == "legacy"
     if len(parts) != n:
         form = (
             "chessboard:COLSxROWS:SQUARE_M"
@@ -131,7 +146,7 @@ def parse_board(spec: str) -> BoardSpec:
         raise BoardSpecError(
             f"--board {spec!r}: dictionary: expected an ArUco dictionary such as DICT_5X5_100"
         )
-    return BoardSpec("charuco", cols, rows, square, marker, dictionary)
+    return BoardSpec("charuco", cols, rows, square, marker, dictionary, legacy=legacy)
 
 
 def load_target(path: str | os.PathLike) -> BoardSpec:
@@ -212,14 +227,21 @@ def detect_corners(image: np.ndarray, board: BoardSpec) -> Corners | None:
         )
         uv = pts.reshape(-1, 2).astype(np.float64)
         return Corners(np.arange(len(uv)), uv)
-    detector = cv2.aruco.CharucoDetector(charuco_board(board))
-    ch_corners, ch_ids, _, _ = detector.detectBoard(gray)
-    if ch_ids is None or len(ch_ids) < 6:
+    best = None
+    for legacy in (False, True) if board.legacy is None else (board.legacy,):
+        detector = cv2.aruco.CharucoDetector(charuco_board(board, legacy))
+        ch_corners, ch_ids, _, _ = detector.detectBoard(gray)
+        if ch_ids is not None and len(ch_ids) >= 6 and (best is None or len(ch_ids) > len(best[1])):
+            best = (ch_corners, ch_ids)
+    if best is None:
         return None
-    return Corners(ch_ids.reshape(-1).astype(int), ch_corners.reshape(-1, 2).astype(np.float64))
+    return Corners(best[1].reshape(-1).astype(int), best[0].reshape(-1, 2).astype(np.float64))
 
 
-def charuco_board(board: BoardSpec):
-    """The OpenCV ``cv2.aruco.CharucoBoard`` of a charuco spec."""
+def charuco_board(board: BoardSpec, legacy: bool = False):
+    """The OpenCV ``cv2.aruco.CharucoBoard`` of a charuco spec, in OpenCV ≥ 4.6's marker layout or the
+    legacy one (boards with an even number of rows differ)."""
     dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, board.dictionary))
-    return cv2.aruco.CharucoBoard((board.cols, board.rows), board.square_m, board.marker_m, dictionary)
+    b = cv2.aruco.CharucoBoard((board.cols, board.rows), board.square_m, board.marker_m, dictionary)
+    b.setLegacyPattern(bool(legacy))
+    return b

@@ -248,8 +248,7 @@ def calibrate_intrinsics(
     if not views:
         raise CalibrationError(
             f"no {board.describe()} board found in any of the {len(missing)} images: check that --board "
-            "counts inner corners (COLSxROWS) and capture images with the whole board in view, well lit "
-            "and sharp"
+            f"{board.size_rule()} and capture images with the whole board in view, well lit and sharp"
         )
     min_corners = 8 if board.kind == "charuco" else board.n_corners
     views = [v for v in views if len(v.corners.ids) >= min_corners]
