@@ -308,3 +308,29 @@ def test_cli_lidar_camera_refuses_a_start_too_far_off(tmp_path, frames_seed0, ca
     rc = main(args)
     err = capsys.readouterr().err
     assert rc == 2 and "not written: poses used" in err and calib.read_bytes() == before, err
+
+
+def test_target_files_describe_charuco_boards_and_a_pattern_off_the_plate_centre(tmp_path):
+    """A ChArUco target printed 0.25 m left of its plate's centre: the target file says so, and the LiDAR
+    segmentation looks for the plate where it is (a hand-made plate of points, 2 cm apart, 5 m ahead)."""
+    from dataclasses import replace
+
+    from edgefuse.calib.boards import load_target
+    from edgefuse.calib.lidar_camera_board import board_points_in_cloud
+
+    (tmp_path / "c.yaml").write_text(
+        "kind: charuco\nsquares: [7, 5]\nsquare_m: 0.08\nmarker_m: 0.06\ndictionary: DICT_5X5_100\n"
+        "legacy: true\nplate_m: [1.2, 0.6]\npattern_offset_m: [-0.25, 0.0]\n"
+    )
+    b = load_target(tmp_path / "c.yaml")
+    assert (b.kind, b.cols, b.rows, b.legacy, b.plate_offset_m) == ("charuco", 7, 5, True, (0.25, 0.0))
+    # the board 5 m ahead of a camera at the LiDAR (board frame: x right, y down; camera: z ahead)
+    T_cam_board = Transform(np.eye(3), np.array([0.0, 0.0, 5.0]))
+    u, v = np.meshgrid(np.arange(-0.6, 0.6, 0.02), np.arange(-0.3, 0.3, 0.02))
+    plate = np.column_stack([u.ravel() + 0.25, v.ravel(), np.zeros(u.size)])  # around the plate centre
+    xyz = T_cam_board.apply(plate)
+    found = board_points_in_cloud(xyz, T_cam_board, Transform.identity(), b)
+    assert found is not None and len(found[0]) == len(xyz)  # every plate point
+    centred = board_points_in_cloud(xyz, T_cam_board, Transform.identity(), replace(b, plate_offset_m=(0, 0)))
+    assert centred is not None and len(centred[0]) < len(xyz)  # the plate's far edge lost
+    assert centred[0][:, 0].max() < xyz[:, 0].max() - 0.05

@@ -48,6 +48,7 @@ class BoardSpec:
     dictionary: str = ""
     plate_m: tuple[float, float] | None = None
     legacy: bool | None = None  # charuco: OpenCV < 4.6's marker layout (True), ≥ 4.6's (False), either (None)
+    plate_offset_m: tuple[float, float] = (0.0, 0.0)  # the plate's centre in the board (pattern) frame, m
 
     @property
     def corner_grid(self) -> tuple[int, int]:
@@ -150,7 +151,11 @@ def parse_board(spec: str) -> BoardSpec:
 
 
 def load_target(path: str | os.PathLike) -> BoardSpec:
-    """A chessboard target file (``calibration/targets/*.yaml``) as a :class:`BoardSpec`."""
+    """A target file (``calibration/targets/*.yaml``) as a :class:`BoardSpec`: ``kind: chessboard``
+    (``inner_corners: [COLS, ROWS]``, ``square_m``) or ``kind: charuco`` (``squares: [COLS, ROWS]``,
+    ``square_m``, ``marker_m``, ``dictionary``, optional ``legacy: true|false``); both with ``plate_m``
+    [width, height] and optional ``pattern_offset_m`` [x, y]: where the pattern's centre sits from the
+    plate's centre (along the pattern's columns and rows; a pattern printed off-centre on its plate)."""
     import yaml
 
     p = Path(path)
@@ -160,16 +165,32 @@ def load_target(path: str | os.PathLike) -> BoardSpec:
         raise BoardSpecError(f"{p}: board target file not found") from None
     except yaml.YAMLError as e:
         raise BoardSpecError(f"{p}: not valid YAML: {e}") from None
-    if not isinstance(doc, dict) or doc.get("kind") != "chessboard":
-        raise BoardSpecError(f"{p}: kind: expected 'chessboard'")
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    if kind not in ("chessboard", "charuco"):
+        raise BoardSpecError(f"{p}: kind: expected 'chessboard' or 'charuco', got {kind!r}")
     try:
-        cols, rows = (int(v) for v in doc["inner_corners"])
+        key = "inner_corners" if kind == "chessboard" else "squares"
+        cols, rows = (int(v) for v in doc[key])
         square = float(doc["square_m"])
         plate = doc.get("plate_m")
         plate_t = (float(plate[0]), float(plate[1])) if plate else None
+        off = doc.get("pattern_offset_m") or (0.0, 0.0)
+        offset = (-float(off[0]), -float(off[1]))  # the plate centre seen from the pattern's
+        if kind == "chessboard":
+            return BoardSpec("chessboard", cols, rows, square, plate_m=plate_t, plate_offset_m=offset)
+        spec = f"charuco:{cols}x{rows}:{square:g}:{float(doc['marker_m']):g}:{doc['dictionary']}"
+        legacy = doc.get("legacy")
     except (KeyError, TypeError, ValueError) as e:
-        raise BoardSpecError(f"{p}: expected inner_corners [COLS, ROWS], square_m and plate_m: {e}") from None
-    return BoardSpec("chessboard", cols, rows, square, plate_m=plate_t)
+        need = ("inner_corners [COLS, ROWS], square_m" if kind == "chessboard" else
+                "squares [COLS, ROWS], square_m, marker_m, dictionary")  # fmt: skip
+        raise BoardSpecError(f"{p}: expected {need} and plate_m: {e}") from None
+    try:
+        b = parse_board(spec)
+    except BoardSpecError as e:
+        raise BoardSpecError(f"{p}: {str(e).replace('--board ', '')}") from None
+    from dataclasses import replace
+
+    return replace(b, plate_m=plate_t, plate_offset_m=offset, legacy=None if legacy is None else bool(legacy))
 
 
 # ---------------------------------------------------------------- detection

@@ -325,6 +325,7 @@ def _solve(
 
     edges = use_edges and board.plate_m is not None
     hw, hh = np.asarray(board.plate_size) / 2.0
+    ox, oy = board.plate_offset_m  # the plate's centre in the board frame
     T_bc = [p.T_cam_board.inverse() for p in poses]
     E_c = [_tangent_basis(n) for n in n_c]
     for rnd in range(4):
@@ -342,7 +343,7 @@ def _solve(
             sig = max(1.4826 * float(np.median(np.abs(r - med))), 0.005)
             near = np.abs(r - med) < 3 * sig
             hit = T_bc[i].apply(t + u * ((d_c[i] - n_c[i] @ t) / nu)[:, None])
-            inside = near & (np.abs(hit[:, 0]) < hw + slack) & (np.abs(hit[:, 1]) < hh + slack)
+            inside = near & (np.abs(hit[:, 0] - ox) < hw + slack) & (np.abs(hit[:, 1] - oy) < hh + slack)
             if inside.sum() < 10:
                 inside = near if near.sum() >= 10 else np.ones(len(pts), bool)
             sel.append(pts[inside])
@@ -390,7 +391,7 @@ def _solve(
                     sig = np.maximum(step / np.sqrt(12.0), 0.003)
                     for e in (q1 + ud * step[:, None] / 2, q0 - ud * step[:, None] / 2):
                         # signed distance to the plate outline (positive outside), near an edge
-                        sdf = np.maximum(np.abs(e[:, 0]) - hw, np.abs(e[:, 1]) - hh)
+                        sdf = np.maximum(np.abs(e[:, 0] - ox) - hw, np.abs(e[:, 1] - oy) - hh)
                         out.append(edge_weight * sdf / sig)
             return np.concatenate(out)
 
@@ -417,7 +418,7 @@ def _solve(
         per_pose[p.name] = float(np.sqrt(np.mean(r**2)))
         all_r.append(r)
         q = T_bc[i].apply(np.vstack(p.points)[on_plane[i]] @ R.T + t)
-        inside.append((np.abs(q[:, 0]) <= hw + 0.01) & (np.abs(q[:, 1]) <= hh + 0.01))
+        inside.append((np.abs(q[:, 0] - ox) <= hw + 0.01) & (np.abs(q[:, 1] - oy) <= hh + 0.01))
     all_r = np.concatenate(all_r)
     std_rot = np.degrees(std[:3])
     warnings = [

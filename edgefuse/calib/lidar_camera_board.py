@@ -132,6 +132,7 @@ def board_points_in_cloud(
     T_board_lidar = T_cam_board.inverse() @ T_cam_lidar_init
     q = T_board_lidar.apply(xyz_lidar.astype(np.float64))
     w, h = board.plate_size
+    q = q - [*board.plate_offset_m, 0.0]  # about the plate's centre
     near = (np.abs(q[:, 0]) < w / 2 + margin_m / 2) & (np.abs(q[:, 1]) < h / 2 + margin_m / 2)
     near &= np.abs(q[:, 2]) < margin_m
     near_pts = xyz_lidar[near].astype(np.float64)
