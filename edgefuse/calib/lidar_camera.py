@@ -47,7 +47,7 @@ class LidarCameraResult:
     edge_alignment: float = 0.0  # fraction of the board's LiDAR points inside the plate outline (1 cm slack)
     frames: int = 0  # frames (camera image + LiDAR sweep) merged into the poses used
     warnings: list[str] = field(default_factory=list)
-    leave_one_out_m: dict[str, float] = field(default_factory=dict)  # pose → RMS under the others' fit
+    leave_one_out_m: dict[str, float | None] = field(default_factory=dict)  # pose → RMS, the others' fit
 
     def to_dict(self) -> dict:
         return {
@@ -64,7 +64,7 @@ class LidarCameraResult:
             "poses_rejected": dict(self.rejected),
             "edge_alignment": round(self.edge_alignment, 4),
             "warnings": list(self.warnings),
-            "leave_one_out_m": {k: round(v, 5) for k, v in self.leave_one_out_m.items()},
+            "leave_one_out_m": {k: v if v is None else round(v, 5) for k, v in self.leave_one_out_m.items()},
         }
 
 
@@ -270,12 +270,17 @@ def solve_lidar_camera(
     return out
 
 
-def _leave_one_out(poses: list[_Pose], board, edge_weight, use_edges, inset_m) -> dict[str, float]:
+def _leave_one_out(poses: list[_Pose], board, edge_weight, use_edges, inset_m) -> dict[str, float | None]:
     """Each pose's point-to-plane RMS (m) under the solution of the other poses: how well the calibration
-    predicts a board it did not see (the LiDAR points within 3 robust σ of the pose's camera plane)."""
-    out = {}
+    predicts a board it did not see (the LiDAR points within 3 robust σ of the pose's camera plane); None
+    where the other poses alone cannot be solved (degenerate without it)."""
+    out: dict[str, float | None] = {}
     for i, p in enumerate(poses):
-        r_i, _ = _solve(poses[:i] + poses[i + 1 :], board, edge_weight, use_edges, inset_m)
+        try:
+            r_i, _ = _solve(poses[:i] + poses[i + 1 :], board, edge_weight, use_edges, inset_m)
+        except CalibrationError:  # the others alone are degenerate: this pose is needed, not checkable
+            out[p.name] = None
+            continue
         n, d = p.plane_cam
         res = (np.vstack(p.points) @ r_i.T_cam_lidar.rotation.T + r_i.T_cam_lidar.translation) @ n - d
         med = float(np.median(res))
