@@ -72,14 +72,16 @@ def multipart_boundary(content_type: str | None) -> bytes:
 
 
 class MjpegCapture:
-    """One HTTP connection to ``url`` (``http://HOST:PORT/PATH``), opened at construction; ``timeout_s``
-    bounds the connect and every socket read. See the module doc."""
+    """One HTTP connection to ``url`` (``http://HOST:PORT/PATH``), opened at construction;
+    ``connect_timeout_s`` (default ``timeout_s``) bounds the connect and the response headers,
+    ``timeout_s`` every read of the parts after. See the module doc."""
 
     def __init__(
         self,
         url: str,
         *,
         timeout_s: float = 2.0,
+        connect_timeout_s: float | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
         max_part_bytes: int = 16 << 20,
     ):
@@ -95,7 +97,7 @@ class MjpegCapture:
         if u.scheme != "http" or not u.hostname:
             raise ValueError(f"MJPEG URL {url!r}: expected http://HOST[:PORT]/PATH")
         path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout_s)
+        conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=connect_timeout_s or timeout_s)
         try:
             conn.request("GET", path, headers={"Accept": "multipart/x-mixed-replace, image/jpeg"})
             resp = conn.getresponse()
@@ -108,6 +110,8 @@ class MjpegCapture:
         except BaseException:
             conn.close()
             raise
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout_s)  # the parts: a camera silent this long is an outage
         self._conn, self._resp = conn, resp
         # the boundary as declared, for servers that write it without the leading "--" of RFC 2046
         self._bare = self._delim[2:]

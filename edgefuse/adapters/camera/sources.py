@@ -600,7 +600,7 @@ def open_camera(
     elif scheme == "http":
 
         def open_capture() -> Any:
-            return MjpegCapture(uri, timeout_s=min(open_timeout_s, 2.0), clock=clock)  # 2 s silent: outage
+            return MjpegCapture(uri, timeout_s=2.0, connect_timeout_s=open_timeout_s, clock=clock)
 
         try:
             cap = open_capture()
