@@ -469,7 +469,47 @@ def _rel(p: Path) -> str:
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
 
 
-def check_model(D, iters, ckpt: Path = BUNDLED_MODEL) -> dict:
+def whole_path(D, k, net, x, lidar_pts_ref, radar_pts, t, lo, hi, iters) -> dict:
+    """One frame on the GPU end to end, per precision: the raw LiDAR sweep (100k points) and radar points
+    copied to the GPU, voxelized there by ``ef_pillar_voxelize`` (LiDAR and radar), the model with its
+    decode (boxes, scores, labels: ``forward_decoded``), the detections copied back. CUDA events around
+    the whole; the camera tensors are already on the GPU (their decode + undistort is the CPU's)."""
+    torch = D.torch
+    rng = np.random.default_rng(9)
+    F = len(t["lidar_features"])
+    pts = point_cloud(rng, {"n_points": 100_000, "hi": hi, "F": F})
+    P, N = t["max_pillars"], t["max_points_per_pillar"]
+    Rp, Rn, G = t["radar_max_pillars"], t["radar_max_points_per_pillar"], radar_pts.shape[1]
+
+    def vox_buffers(n_points, pillars, per, feats):
+        params = K.voxelize_params(lo, hi, t["pillar_size"], pillars, per, feats)
+        size = k.voxelize_workspace_size(params, n_points)
+        return params, size, D.empty((size,), torch.uint8), D.empty((pillars, per, feats), torch.float32), \
+            D.empty((pillars, 2), torch.int32), D.empty((pillars,), torch.int32), D.empty((1,), torch.int32)
+
+    lv = vox_buffers(len(pts), P, N, F)
+    rv = vox_buffers(len(radar_pts), Rp, Rn, G)
+    host_l, host_r = torch.from_numpy(pts).pin_memory(), torch.from_numpy(radar_pts).pin_memory()
+
+    def frame():
+        dl, dr = host_l.to(D.dev, non_blocking=True), host_r.to(D.dev, non_blocking=True)
+        outs = []
+        for d, (params, size, ws, o_p, o_c, o_n, o_num), n in ((dl, lv, len(pts)), (dr, rv, len(radar_pts))):
+            k.voxelize(params, d, n, o_p, o_c, o_n, o_num, ws, size, D.stream)
+            outs.append((o_p[None], o_c[None], o_n[None]))
+        (lp, lc, ln), (rp, rc, rn) = outs
+        b, sc, lab = net.forward_decoded(x[0], x[1], x[2], lp, lc, ln, x[6], rp, rc, rn, x[10])
+        return b.cpu(), sc.cpu(), lab.cpu()
+
+    res = {"lidar_points": len(pts), "radar_points": len(radar_pts)}
+    with torch.no_grad():
+        res["fp32"] = D.time_ms(frame, iters)
+        with torch.autocast("cuda", dtype=torch.float16):
+            res["fp16"] = D.time_ms(frame, iters)
+    return res
+
+
+def check_model(D, iters, ckpt: Path = BUNDLED_MODEL, k=None) -> dict:
     if not ckpt.is_file():
         return {"skipped": f"no model checkpoint at {_rel(ckpt)}"}
     torch = D.torch
@@ -483,7 +523,8 @@ def check_model(D, iters, ckpt: Path = BUNDLED_MODEL) -> dict:
     rng = np.random.default_rng(5)
     ncam, (Hi, Wi) = len(t["cameras"]), t["image_size"]
     P, N, F = t["max_pillars"], t["max_points_per_pillar"], len(t["lidar_features"])
-    R, M, G = t["radar_max_pillars"], t["radar_max_points_per_pillar"], len(t["radar_features"]) + 2 * len(t.get("radar_optional_features", ()))
+    R, M = t["radar_max_pillars"], t["radar_max_points_per_pillar"]
+    G = len(t["radar_features"]) + 2 * len(t.get("radar_optional_features", ()))
     lo, hi = (
         (t["x_range"][0], t["y_range"][0], t["z_range"][0]),
         (t["x_range"][1], t["y_range"][1], t["z_range"][1]),
@@ -522,6 +563,9 @@ def check_model(D, iters, ckpt: Path = BUNDLED_MODEL) -> dict:
                 b16, s16, _ = net.forward_decoded(*x)
                 res["fp16"] = D.time_ms(lambda: net.forward_decoded(*x), iters)
             res["fp16"]["max_score_diff_vs_fp32"] = float((s16.float() - s32).abs().max())
+    res["whole_path"] = whole_path(D, k, net, x, lp, radar, t, lo, hi, iters) if k is not None else {
+        "skipped": "no kernel library (cpu fallback)"
+    }
     try:
         import tensorrt  # noqa: F401
 
@@ -649,6 +693,16 @@ def markdown(report: dict) -> str:
             else f"- torch fp16: {f16['skipped']}"
         )
         lines.append(f"- TensorRT: {m['tensorrt']['skipped']}")
+        w = m.get("whole_path", {})
+        if "skipped" in w or not w:
+            lines.append(f"- whole GPU path per frame: {w.get('skipped', 'not measured')}")
+        else:
+            lines.append(
+                f"- whole GPU path per frame ({w['lidar_points']} LiDAR + {w['radar_points']} radar points → "
+                f"H2D → `ef_pillar_voxelize` ×2 → model + decode → D2H): fp32 "
+                f"{w['fp32']['median_ms']:.2f} ms (p90 {w['fp32']['p90_ms']:.2f}), fp16 "
+                f"{w['fp16']['median_ms']:.2f} ms (p90 {w['fp16']['p90_ms']:.2f})"
+            )
     lines += [
         "",
         f"Overall: **{'PASS' if report['ok'] else 'FAIL'}**. Raw numbers: `docs/gpu-report.json`.",
@@ -702,7 +756,7 @@ def main(argv=None) -> int:
         print(f"gpu_check: {name}: {'PASS' if r['ok'] else 'FAIL'} ({r['wall_s']} s)", flush=True)
         report["kernels"].append(r)
     try:
-        report["model"] = check_model(D, iters, Path(a.model))
+        report["model"] = check_model(D, iters, Path(a.model), lib)
     except Exception as e:  # noqa: BLE001
         report["model"] = {"skipped": f"model run failed: {type(e).__name__}: {e}"}
     report["ok"] = all(r["ok"] for r in report["kernels"])

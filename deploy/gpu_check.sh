@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check: build the CUDA kernels for the local GPU, run each against its numpy reference, time them with
-# CUDA events, run the model with torch fp32/fp16, write docs/gpu-report.md + docs/gpu-report.json.
+# CUDA events, run the model with torch fp32/fp16 and the whole GPU path per frame (H2D → voxelize kernel →
+# model + decode → D2H), write docs/gpu-report.md + docs/gpu-report.json.
 #
 #   deploy/gpu_check.sh            # full sizes (≤ 5 min on an H200, most of it the nvcc build)
 #   deploy/gpu_check.sh --quick    # smaller inputs
