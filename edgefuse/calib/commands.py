@@ -111,7 +111,7 @@ def run_intrinsics(
             source=source,
             views_used=len(result.used),
             views_rejected=len(result.rejected),
-            **({"forced": forced} if forced else {}),
+            forced=forced or None,
         )
         backup = update_calibration_file(calib_path, update, rec, f"intrinsics.{camera}")
         return {"backup": str(backup), "calib": calib_path}
@@ -182,7 +182,7 @@ def run_lidar_camera(
             lidar=lidar,
             board=board.describe(),
             poses=len(result.used),
-            **({"forced": forced} if forced else {}),
+            forced=forced or None,
         )
         return {"backup": str(update_calibration_file(calib_path, update, rec, f"extrinsics.{camera}"))}
 
@@ -246,7 +246,7 @@ def run_radar_lidar(
             fitted=report["fitted"],
             pairs=result.pairs,
             reflectors=result.reflectors,
-            **({"forced": forced} if forced else {}),
+            forced=forced or None,
         )
         return {"backup": str(update_calibration_file(calib_path, update, rec, f"extrinsics.{radar}"))}
 
@@ -289,7 +289,7 @@ def run_time(
             sensor=b,
             signal=result.signal,
             offset_ns=result.offset_ns,
-            **({"forced": forced} if forced else {}),
+            forced=forced or None,
         )
         return {"backup": str(update_calibration_file(calib_path, update, rec, f"time_offsets_ns.{b}"))}
 

@@ -117,14 +117,15 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def provenance(tool: str, inputs: dict[str, str | os.PathLike], residuals: dict, **extra) -> dict:
-    """A provenance record: tool and version, UTC date, sha256 of each input file, residuals."""
+    """A provenance record: tool and version, UTC date, sha256 of each input file, residuals, and the
+    ``extra`` fields that are not None (e.g. ``forced``: the quality gates a ``--force`` overrode)."""
     return {
         "tool": f"edgefuse calibrate {tool}",
         "version": edgefuse.__version__,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "inputs": {k: {"path": str(v), "sha256": file_sha256(v)} for k, v in inputs.items()},
         "residuals": residuals,
-        **extra,
+        **{k: v for k, v in extra.items() if v is not None},
     }
 
 
