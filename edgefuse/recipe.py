@@ -93,7 +93,7 @@ def step_record(work: Path) -> None:
 
 def step_train(
     work: Path, name: str, modalities, epochs: int, threads: int = 2,
-    radar_field_dropout: float = RADAR_FIELD_DROPOUT,
+    radar_field_dropout: float = RADAR_FIELD_DROPOUT, seed: int = 0,
 ) -> Path:
     from edgefuse.model.train import train_model
 
@@ -105,13 +105,14 @@ def step_train(
             out,
             epochs=epochs,
             modalities=tuple(modalities),
-            seed=0,
+            seed=seed,
             frame_step=FRAME_STEP,
             modality_dropout=MODALITY_DROPOUT,
             radar_field_dropout=radar_field_dropout,
             threads=threads,
             cache_root=work / "cache",
-            command=f"recipe train {name} --epochs {epochs} --radar-field-dropout {radar_field_dropout}",
+            command=f"recipe train {name} --epochs {epochs} --radar-field-dropout {radar_field_dropout} "
+            f"--seed {seed}",
         )
         (out / "train.json").write_text(json.dumps({**r, "wall_s": time.monotonic() - t0}, indent=2))
     return out / "model.pt"
@@ -254,20 +255,21 @@ def main(argv=None) -> None:
         "--radar-field-dropout", type=float, default=RADAR_FIELD_DROPOUT,
         help=f"share of samples with each optional radar field masked (default {RADAR_FIELD_DROPOUT})",
     )  # fmt: skip
+    ap.add_argument("--seed", type=int, default=0, help="weights and shuffling (a second seed judges the noise)")
     a = ap.parse_args(argv)
     work = Path(a.work)
     steps = a.steps.split(",")
     if "record" in steps:
         step_record(work)
     if "train" in steps:
-        step_train(work, "all", ABLATIONS["all"], a.epochs, a.threads, a.radar_field_dropout)
+        step_train(work, "all", ABLATIONS["all"], a.epochs, a.threads, a.radar_field_dropout, a.seed)
     if "ablate" in steps:
         chosen = [m.strip() for m in a.models.split(",") if m.strip()]
         unknown = [m for m in chosen if m not in ABLATIONS]
         if unknown:
             ap.error(f"--models: unknown {unknown}; expected some of {list(ABLATIONS)}")
         for name in chosen:
-            step_train(work, name, ABLATIONS[name], a.epochs, a.threads, a.radar_field_dropout)
+            step_train(work, name, ABLATIONS[name], a.epochs, a.threads, a.radar_field_dropout, a.seed)
     if "bundle" in steps:
         for path in step_bundle(work):
             print(f"bundled {path} ({path.stat().st_size / 1e6:.2f} MB)")
