@@ -255,7 +255,7 @@ def main(argv=None) -> None:
         "--radar-field-dropout", type=float, default=RADAR_FIELD_DROPOUT,
         help=f"share of samples with each optional radar field masked (default {RADAR_FIELD_DROPOUT})",
     )  # fmt: skip
-    ap.add_argument("--seed", type=int, default=0, help="weights and shuffling (a second seed judges the noise)")
+    ap.add_argument("--seed", type=int, default=0, help="weights and shuffling (a 2nd seed judges the noise)")
     a = ap.parse_args(argv)
     work = Path(a.work)
     steps = a.steps.split(",")
