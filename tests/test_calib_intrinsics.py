@@ -331,3 +331,11 @@ def test_a_legacy_charuco_board_is_found_and_messages_count_its_squares():
         calibrate_intrinsics([], parse_board(spec), (1280, 720), "pinhole", missing=["a.png"])
     with pytest.raises(CalibrationError, match="counts the inner corners"):
         calibrate_intrinsics([], parse_board(BOARD), (1280, 720), "pinhole", missing=["a.png"])
+
+
+def test_views_and_poses_are_labelled_by_file_name_or_time():
+    from edgefuse.calib.intrinsics import view_labels
+
+    assert view_labels(["/data/cam/img_0003.png", "img_0010.png"]) == ["img_0003.png", "img_0010.png"]
+    log = ["cam_front@1000000000+lidar_top@999000000", "cam_front@13340000000+lidar_top@13339000000"]
+    assert view_labels(log) == ["t+0.00 s", "t+12.34 s"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,6 +246,7 @@ def test_cli_lidar_camera_updates_the_calibration_in_place(tmp_path, frames_seed
     assert rc == 0, r
     failed = {g["name"] for g in r["gates"] if not g["ok"]}
     assert "poses used" in failed and r["written"] and any(f.startswith("poses used 5") for f in r["forced"])
+    assert Path(r["poses_png"]).is_file() and r["poses_png"].endswith("calib.lidar-camera.cam_front.png")
     # each hold: its first frame is "moving" (the board came from elsewhere), the next ones still, and
     # every sweep recorded within the still run (all but the first) joins the hold's pose
     assert r["poses_used"] == 5 and r["skipped"]["moving"] == 5

@@ -138,7 +138,12 @@ def run_lidar_camera(
     :func:`_gated_write`)."""
     from edgefuse.calib.boards import parse_board
     from edgefuse.calib.common import CalibrationError, provenance, update_calibration_file
-    from edgefuse.calib.lidar_camera import lidar_camera_gates, solve_lidar_camera, transform_error
+    from edgefuse.calib.lidar_camera import (
+        lidar_camera_gates,
+        pose_error_png,
+        solve_lidar_camera,
+        transform_error,
+    )
     from edgefuse.calib.lidar_camera_board import observations_from_log
     from edgefuse.rig import load_calibration
 
@@ -161,6 +166,9 @@ def run_lidar_camera(
     T_base_cam_new = T_base_lidar @ result.T_cam_lidar.inverse()
     report = result.to_dict()
     report["skipped"] = counts
+    png = Path(calib_path).with_name(f"{Path(calib_path).stem}.lidar-camera.{camera}.png")
+    pose_error_png(result, png)  # the report: written whether or not the result is
+    report["poses_png"] = str(png)
     dt, dr = transform_error(T_base_cam_new, T_base_cam)
     report["change"] = {"translation_m": round(dt, 5), "rotation_deg": round(dr, 4)}
     report["calib"] = calib_path

@@ -357,6 +357,18 @@ def coverage_png(
     return covered
 
 
+def view_labels(names: list[str]) -> list[str]:
+    """Axis labels of views or poses: the file name, or — for names a log gives (``sensor@stamp_ns…``) —
+    the time since the first one (``t+12.34 s``)."""
+    import re
+
+    stamps = [re.match(r"^[^@]+@(\d+)", n) for n in names]
+    if names and all(stamps):
+        t0 = min(int(m.group(1)) for m in stamps)
+        return [f"t+{(int(m.group(1)) - t0) / 1e9:.2f} s" for m in stamps]
+    return [os.path.basename(n) for n in names]
+
+
 def error_plot_png(result: IntrinsicsResult, path: str | os.PathLike) -> None:
     """Bar chart of the per-view RMS reprojection errors (rejected views in red)."""
     import matplotlib
@@ -370,6 +382,7 @@ def error_plot_png(result: IntrinsicsResult, path: str | os.PathLike) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(names) + 2), 3.5))
     ax.bar(range(len(names)), vals, color=colours)
     ax.axhline(result.rms, color="k", lw=1, ls="--", label=f"overall rms {result.rms:.3f} px")
+    ax.set_xticks(range(len(names)), view_labels(names), rotation=90, fontsize=7)
     ax.set_xlabel("view")
     ax.set_ylabel("rms reprojection error (px)")
     ax.set_title(f"{result.camera.model}: {len(result.used)} views used, {len(result.rejected)} rejected")

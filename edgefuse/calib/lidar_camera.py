@@ -500,6 +500,32 @@ def lidar_camera_gates(r: LidarCameraResult, T_cam_lidar_start: Transform, lidar
     ]  # fmt: skip
 
 
+def pose_error_png(r: LidarCameraResult, path) -> None:
+    """Per pose: its point-to-plane RMS in the fit and under the solution of the other poses (leave one
+    out), labelled by file name or time (:func:`edgefuse.calib.intrinsics.view_labels`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgefuse.calib.intrinsics import view_labels
+
+    names = list(r.per_pose_rms_m)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names) + 2), 3.5))
+    ax.bar(x - 0.2, [100 * r.per_pose_rms_m[n] for n in names], 0.4, color="tab:green", label="in the fit")
+    loo = [r.leave_one_out_m.get(n) for n in names]
+    ax.bar(x + 0.2, [np.nan if v is None else 100 * v for v in loo], 0.4, color="tab:orange",
+           label="left out (fit of the others)")  # fmt: skip
+    ax.set_xticks(x, view_labels(names), rotation=90, fontsize=7)
+    ax.set_ylabel("point-to-plane rms (cm)")
+    ax.set_title(f"LiDAR → camera: {len(r.used)} poses, rms {100 * r.rms_m:.2f} cm")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=80)
+    plt.close(fig)
+
+
 def transform_error(T_est: Transform, T_true: Transform) -> tuple[float, float]:
     """(translation error m, rotation error deg) between two transforms."""
     dR = T_est.rotation @ T_true.rotation.T
