@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from _fakes import FakeBackend
+from _fakes import FakeBackend, free_udp_ports
 from mcap.reader import make_reader
 
 from edgefuse.adapters.velodyne import open_velodyne
@@ -94,14 +94,6 @@ class LoopedVelodyne:
         self._thread.join(timeout=5)
 
 
-def _free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def _kit_files(tmp_path: Path, port: int) -> Path:
     """A kit of the VLP-32C on UDP (reference) and the simulator's radar, with the sim calibration."""
     save_calibration(sim_calibration(), tmp_path / "calib.yaml")
@@ -128,7 +120,7 @@ def test_vlp32c_looped_over_udp_beside_the_sim_radar_lands_in_published_frames(t
     are published frames, their stamps run on without a 3600 s step, the garbage is counted, and the
     log has one timeline (log times of every topic on the host clock, in order within jitter) with the
     wall-clock offset to recover absolute time."""
-    port = _free_udp_port()
+    (port,) = free_udp_ports(1)
     kit = _kit_files(tmp_path, port)
     sender = LoopedVelodyne(port, start_us=3_597_000_000, garbage_every=97)
     wall0, host0 = time.time_ns(), time.monotonic_ns()
