@@ -469,7 +469,7 @@ def _rel(p: Path) -> str:
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
 
 
-def whole_path(D, k, net, x, lidar_pts_ref, radar_pts, t, lo, hi, iters) -> dict:
+def whole_path(D, k, net, x, radar_pts, t, lo, hi, iters) -> dict:
     """One frame on the GPU end to end, per precision: the raw LiDAR sweep (100k points) and radar points
     copied to the GPU, voxelized there by ``ef_pillar_voxelize`` (LiDAR and radar), the model with its
     decode (boxes, scores, labels: ``forward_decoded``), the detections copied back. CUDA events around
@@ -563,7 +563,7 @@ def check_model(D, iters, ckpt: Path = BUNDLED_MODEL, k=None) -> dict:
                 b16, s16, _ = net.forward_decoded(*x)
                 res["fp16"] = D.time_ms(lambda: net.forward_decoded(*x), iters)
             res["fp16"]["max_score_diff_vs_fp32"] = float((s16.float() - s32).abs().max())
-    res["whole_path"] = whole_path(D, k, net, x, lp, radar, t, lo, hi, iters) if k is not None else {
+    res["whole_path"] = whole_path(D, k, net, x, radar, t, lo, hi, iters) if k is not None else {
         "skipped": "no kernel library (cpu fallback)"
     }
     try:
