@@ -175,7 +175,7 @@ def accuracy_bench() -> dict:
     for seed in (0, 1, 2):
         obs = []
         for k, (img, cloud, _t) in enumerate(lidar_camera_frames(seed, frames_per_pose=6)):
-            o = board_observation(f"f{k}", img, cloud.xyz, board, calib.cameras["cam_front"], init)
+            o = board_observation(f"f{k}", img, cloud, board, calib.cameras["cam_front"], init)
             if not isinstance(o, str):
                 obs.append(o)
         r = solve_lidar_camera(obs, board)

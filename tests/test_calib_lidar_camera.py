@@ -44,9 +44,7 @@ def _observations(frames):
     board = load_target(BOARD)
     obs = []
     for k, (img, cloud, _t) in enumerate(frames):
-        o = board_observation(
-            f"f{k}", img, cloud.xyz, board, calib.cameras["cam_front"], _initial(), rings=cloud.column("ring")
-        )
+        o = board_observation(f"f{k}", img, cloud, board, calib.cameras["cam_front"], _initial())
         assert not isinstance(o, str), o
         obs.append(o)
     return obs
@@ -114,9 +112,9 @@ def test_ray_plane_fit_is_unbiased_where_point_to_plane_is_not():
 
 def _check_accuracy(r, where: str) -> None:
     dt, dr = transform_error(r.T_cam_lidar, _truth())
-    # the issue's targets: 1 cm and 0.1°
-    assert dt < 0.01, (where, dt)
-    assert dr < 0.1, (where, dr)
+    # issue 19's target on the realistic simulator (per-laser biases, range walk, mixed returns, sway)
+    assert dt < 0.02, (where, dt)
+    assert dr < 0.2, (where, dr)
     # the reported 1-σ are honest: each axis' error within 4 σ
     err_rot = np.degrees(matrix_to_rotvec(r.T_cam_lidar.rotation @ _truth().rotation.T))
     assert np.all(np.abs(err_rot) < 4 * r.std_rotation_deg), (where, err_rot, r.std_rotation_deg)
@@ -124,26 +122,40 @@ def _check_accuracy(r, where: str) -> None:
 
 def test_lidar_camera_accuracy_seed0(frames_seed0):
     r = solve_lidar_camera(_observations(frames_seed0), load_target(BOARD))
-    assert len(r.used) >= 15 and r.frames >= 15 * FRAMES_PER_POSE  # 16 holds, one may be rejected
+    # 16 holds; the swaying board splits a hold into sub-poses where it moved by more than 0.2°
+    assert len(r.used) >= 16 and r.frames >= 15 * FRAMES_PER_POSE
     _check_accuracy(r, "seed 0")
-    assert r.rms_m < 0.03 and np.all(r.std_translation_m < 0.005) and np.all(r.std_rotation_deg < 0.06)
+    assert r.rms_m < 0.03 and np.all(r.std_translation_m < 0.01) and np.all(r.std_rotation_deg < 0.1)
     from edgefuse.calib.lidar_camera import lidar_camera_gates
 
     failed = [g.line() for g in lidar_camera_gates(r, _initial(), 1.0) if not g.ok]
     assert not failed, failed  # the documented session passes every gate
-    # leave one pose out: each pose predicted by the other 15 about as well as it fits in the full solve
+    # leave one pose out: each pose predicted by the others about as well as it fits in the full solve
     loo = r.leave_one_out_m
     assert set(loo) == set(r.used)
-    assert max(loo.values()) < 0.03 and np.median(list(loo.values())) < 1.5 * np.median(
+    assert max(loo.values()) < 0.06 and np.median(list(loo.values())) < 1.5 * np.median(
         list(r.per_pose_rms_m.values())
     ), (loo, r.per_pose_rms_m)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2])
-def test_lidar_camera_accuracy_more_seeds(seed):
-    obs = _observations(lidar_camera_frames(seed, frames_per_pose=FRAMES_PER_POSE))
-    _check_accuracy(solve_lidar_camera(obs, load_target(BOARD)), f"seed {seed}")
+def test_lidar_camera_median_over_seeds_on_the_realistic_simulator(frames_seed0):
+    """Issue 19: with the calibration scenario's LiDAR imperfections and the swaying board (on by default),
+    the documented procedure (16 holds × 6 frames) stays within 2 cm / 0.2° in the median over 5 seeds.
+    The simulator no longer shares the solver's old assumption (pure range noise): solved without the
+    range model (per-laser offsets, range walk), the same data give a clearly worse result."""
+    board = load_target(BOARD)
+    errs, old = [], []
+    for seed in range(5):
+        frames = frames_seed0 if seed == 0 else lidar_camera_frames(seed, frames_per_pose=FRAMES_PER_POSE)
+        obs = _observations(frames)
+        errs.append(transform_error(solve_lidar_camera(obs, board, leave_one_out=False).T_cam_lidar, _truth()))
+        if seed < 2:
+            r = solve_lidar_camera(obs, board, leave_one_out=False, range_model=False)
+            old.append(transform_error(r.T_cam_lidar, _truth()))
+    dt, dr = np.median(np.array(errs), axis=0)
+    assert dt <= 0.02 and dr <= 0.2, errs
+    assert max(e[1] for e in old) > 2 * max(e[1] for e in errs[:2]), (old, errs[:2])
 
 
 def test_boards_facing_the_camera_leave_the_line_of_sight_weak():
@@ -332,7 +344,7 @@ def test_target_files_describe_charuco_boards_and_a_pattern_off_the_plate_centre
     plate = np.column_stack([u.ravel() + 0.25, v.ravel(), np.zeros(u.size)])  # around the plate centre
     xyz = T_cam_board.apply(plate)
     found = board_points_in_cloud(xyz, T_cam_board, Transform.identity(), b)
-    assert found is not None and len(found[0]) == len(xyz)  # every plate point
+    assert found is not None and len(found) == len(xyz)  # every plate point
     centred = board_points_in_cloud(xyz, T_cam_board, Transform.identity(), replace(b, plate_offset_m=(0, 0)))
-    assert centred is not None and len(centred[0]) < len(xyz)  # the plate's far edge lost
-    assert centred[0][:, 0].max() < xyz[:, 0].max() - 0.05
+    assert centred is not None and len(centred) < len(xyz)  # the plate's far edge lost
+    assert xyz[centred, 0].max() < xyz[:, 0].max() - 0.05

@@ -165,8 +165,10 @@ def check_log(
     if not cams:
         raise InputError(f"{log}: none of the calibration's cameras {sorted(calib.cameras)} is in the log")
     ego, odom = None, None
-    odoms = sorted({t.sensor_id for t in topics if t.payload == "Odometry"},
-                   key=lambda sid: (sid not in calib.extrinsics, "truth" in sid, sid))  # the rig's own first
+    odoms = sorted(
+        {t.sensor_id for t in topics if t.payload == "Odometry"},
+        key=lambda sid: (sid not in calib.extrinsics, "truth" in sid, sid),
+    )  # the rig's own first
     for sid in odoms if compensate else []:
         msgs = [m for m in sensor_messages(log, sid) if m.payload.frame != "enu"]  # not a GNSS fix
         if msgs:

@@ -218,7 +218,13 @@ def _gated_write(what: str, gates, report: dict, *, force: bool, dry_run: bool, 
 
 
 def run_radar_lidar(
-    log: str, *, radar: str, lidar: str, calib_path: str, six_dof: bool = False, force: bool = False,
+    log: str,
+    *,
+    radar: str,
+    lidar: str,
+    calib_path: str,
+    six_dof: bool = False,
+    force: bool = False,
     dry_run: bool = False,
 ) -> dict:
     """`calibrate radar-lidar`: T_base_radar from corner reflectors in a log; updates ``calib_path`` when
@@ -263,7 +269,12 @@ def run_radar_lidar(
 
 
 def run_time(
-    log: str, *, sensor_pair: str, calib_path: str, max_lag: float = 0.5, force: bool = False,
+    log: str,
+    *,
+    sensor_pair: str,
+    calib_path: str,
+    max_lag: float = 0.5,
+    force: bool = False,
     dry_run: bool = False,
 ) -> dict:
     """`calibrate time`: the time offset of B against A (``sensor_pair`` "A,B"); updates ``calib_path``
@@ -357,8 +368,15 @@ def run_check(
 
 
 def run_import(
-    files: list[str], *, source: str, out: str, camera: str | None = None, image: str | None = None,
-    width: int | None = None, height: int | None = None, force: bool = False,
+    files: list[str],
+    *,
+    source: str,
+    out: str,
+    camera: str | None = None,
+    image: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    force: bool = False,
 ) -> dict:
     """`calibrate import`: a KITTI, OpenCalib or ROS camera_info calibration → our calibration YAML.
     ``image``: one of the camera's images, whose size the camera takes (KITTI files have none; where a

@@ -145,7 +145,7 @@ def _opencalib_param(path: Path, kind: str) -> tuple[dict, dict]:
         raise CalibImportError(f"{path}: not an OpenCalib JSON file ({e})") from None
     if not isinstance(doc, dict) or len(doc) != 1:
         raise CalibImportError(f"{path}: expected one top-level '<name>-{kind}' object")
-    (_key, body), = doc.items()
+    ((_key, body),) = doc.items()
     ok = isinstance(body, dict) and body.get("param_type") == kind and isinstance(body.get("param"), dict)
     if not ok:
         raise CalibImportError(f"{path}: param_type: expected {kind!r} with a 'param' object")

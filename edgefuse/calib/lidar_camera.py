@@ -25,6 +25,16 @@ import numpy as np
 from edgefuse.calib.boards import BoardSpec
 from edgefuse.calib.common import CalibrationError, Gate, require_scipy
 from edgefuse.calib.lidar_camera_board import BoardObservation, board_plane
+from edgefuse.calib.lidar_planes import (
+    RayPlane,
+    _tangent_basis,
+    fit_plane_rays,
+    moved_plane,
+    offset_sensitivity,
+    range_features,
+    range_residuals,
+    walk_feature,
+)
 from edgefuse.geometry import Transform, matrix_to_rotvec, rotvec_to_matrix
 
 MIN_POSES = 3
@@ -111,72 +121,6 @@ def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return Vt.T @ D @ U.T
 
 
-def _tangent_basis(n: np.ndarray) -> np.ndarray:
-    """(2, 3) orthonormal vectors perpendicular to the unit vector ``n``."""
-    a = np.array([1.0, 0.0, 0.0]) if abs(n[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    e1 = np.cross(n, a)
-    e1 /= np.linalg.norm(e1)
-    return np.stack([e1, np.cross(n, e1)])
-
-
-@dataclass(frozen=True)
-class RayPlane:
-    """A plane n·x = d fitted to points measured along rays from the origin: ``centre`` (3,) the plane's
-    point nearest the points' centroid, ``basis`` (2, 3) in-plane directions, ``cov`` (3, 3) of (tilt of n
-    towards basis[0], towards basis[1] (rad), offset along n at ``centre`` (m)), ``sigma_m`` the RMS range
-    residual (m)."""
-
-    n: np.ndarray
-    d: float
-    centre: np.ndarray
-    basis: np.ndarray
-    cov: np.ndarray
-    sigma_m: float
-
-
-def fit_plane_rays(
-    points: np.ndarray,
-    n0: np.ndarray,
-    d0: float,
-    iterations: int = 8,
-    sigma_floor_m: float = 0.005,
-) -> RayPlane:
-    """The plane through (K, 3) points measured along rays from the origin (a LiDAR's frame), starting
-    from n0·x = d0, by Gauss-Newton on the range residuals ρ_j − d / (n·u_j) (u_j = p_j / ρ_j): the
-    maximum-likelihood plane for range noise. A point-to-plane fit (SVD) is biased there: the noise along
-    the rays has an in-plane part correlated with its normal part, which tilts the fitted plane towards the
-    rays by about σ²·sin·cos / var(in-plane), ~0.2° for 2 cm of noise on a board turned 40° from face-on.
-    The covariance is σ²(JᵀJ)⁻¹ with σ the RMS range residual (at least ``sigma_floor_m``)."""
-    p = np.asarray(points, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] != 3 or len(p) < 3:
-        raise CalibrationError(f"ray plane fit: expected (K ≥ 3, 3) points, got shape {p.shape}")
-    rho = np.linalg.norm(p, axis=1)
-    u = p / rho[:, None]
-    n = np.asarray(n0, dtype=np.float64) / np.linalg.norm(n0)
-    centroid = p.mean(axis=0)
-    d = float(d0)
-    for it in range(iterations + 1):
-        c = centroid + (d - n @ centroid) * n  # the plane's point nearest the centroid
-        E = _tangent_basis(n)
-        nu = u @ n
-        r = rho - d / nu
-        # x = (a, b, o): n ← normalize(n + a e1 + b e2), plane through c + o n; Jacobian at x = 0
-        J = np.empty((len(p), 3))
-        for k in range(2):
-            J[:, k] = -(E[k] @ c) / nu + d * (u @ E[k]) / nu**2
-        J[:, 2] = -1.0 / nu
-        x = -np.linalg.lstsq(J, r, rcond=None)[0]
-        if it == iterations or np.abs(x).max() < 1e-9:
-            break
-        c = c + x[2] * n
-        n = n + x[0] * E[0] + x[1] * E[1]
-        n /= np.linalg.norm(n)
-        d = float(n @ c)
-    sig = max(float(np.sqrt(np.mean(r**2))), sigma_floor_m)
-    cov = np.linalg.inv(J.T @ J) * sig**2
-    return RayPlane(n, d, c, E, cov, float(np.sqrt(np.mean(r**2))))
-
-
 @dataclass
 class _Pose:
     """One board pose: the frames of a hold merged. ``T_cam_board`` their mean PnP pose, ``pose_cov`` one
@@ -188,6 +132,7 @@ class _Pose:
     pose_cov: np.ndarray
     points: list[np.ndarray]
     rings: list[np.ndarray | None]
+    intensity: list[np.ndarray | None]
 
     @property
     def plane_cam(self) -> tuple[np.ndarray, float]:
@@ -195,7 +140,7 @@ class _Pose:
         return board_plane(self.T_cam_board)
 
 
-def group_holds(obs: list[BoardObservation], same_deg: float = 0.2) -> list[list[int]]:
+def group_holds(obs: list[BoardObservation], same_deg: float = 0.5) -> list[list[int]]:
     """Indices of ``obs`` grouped by board pose: frames whose board centre the camera sees within
     ``same_deg`` of each other, at ranges within 1 % and with normals within 5 × ``same_deg`` are one hold
     (the board standing still; the corner order may differ, a chessboard's is ambiguous)."""
@@ -233,7 +178,12 @@ def _merge(obs: list[BoardObservation], idx: list[int]) -> _Pose:
     # without a PnP covariance (observations built by hand): 1 mrad and 1 mm, a near board's
     cov = np.mean(covs, axis=0) if covs else np.diag([1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6])
     return _Pose(
-        first.name, T, cov, [obs[i].points_lidar.astype(np.float64) for i in idx], [obs[i].rings for i in idx]
+        first.name,
+        T,
+        cov,
+        [obs[i].points_lidar.astype(np.float64) for i in idx],
+        [obs[i].rings for i in idx],
+        [obs[i].intensity for i in idx],
     )
 
 
@@ -245,6 +195,7 @@ def solve_lidar_camera(
     reject_sigma: float = 4.0,
     inset_m: float = 0.01,
     leave_one_out: bool = True,
+    range_model: bool = True,
 ) -> LidarCameraResult:
     """T_cam_lidar from board observations of ≥ 3 poses (see the module doc); the frames of a pose are
     merged (:func:`group_holds`). Then solved again without the poses whose two planes disagree by more
@@ -255,7 +206,7 @@ def solve_lidar_camera(
     ``leave_one_out``: also solve without each pose in turn (``leave_one_out_m``: that pose's RMS under the
     others' solution; one solve per pose)."""
     poses = [_merge(obs, g) for g in group_holds(obs)]
-    first, dist = _solve(poses, board, edge_weight, use_edges, inset_m)
+    first, dist = _solve(poses, board, edge_weight, use_edges, inset_m, range_model)
     rejected = {
         p.name: f"planes disagree by {m:.1f} σ" for p, m in zip(poses, dist, strict=True) if m > reject_sigma
     }
@@ -263,21 +214,23 @@ def solve_lidar_camera(
     if not rejected or len(keep) < MIN_POSES:
         out, keep = first, poses
     else:
-        out, _ = _solve(keep, board, edge_weight, use_edges, inset_m)
+        out, _ = _solve(keep, board, edge_weight, use_edges, inset_m, range_model)
         out.rejected = rejected
     if leave_one_out and len(keep) > MIN_POSES:
-        out.leave_one_out_m = _leave_one_out(keep, board, edge_weight, use_edges, inset_m)
+        out.leave_one_out_m = _leave_one_out(keep, board, edge_weight, use_edges, inset_m, range_model)
     return out
 
 
-def _leave_one_out(poses: list[_Pose], board, edge_weight, use_edges, inset_m) -> dict[str, float | None]:
+def _leave_one_out(
+    poses: list[_Pose], board, edge_weight, use_edges, inset_m, range_model
+) -> dict[str, float | None]:
     """Each pose's point-to-plane RMS (m) under the solution of the other poses: how well the calibration
     predicts a board it did not see (the LiDAR points within 3 robust σ of the pose's camera plane); None
     where the other poses alone cannot be solved (degenerate without it)."""
     out: dict[str, float | None] = {}
     for i, p in enumerate(poses):
         try:
-            r_i, _ = _solve(poses[:i] + poses[i + 1 :], board, edge_weight, use_edges, inset_m)
+            r_i, _ = _solve(poses[:i] + poses[i + 1 :], board, edge_weight, use_edges, inset_m, range_model)
         except CalibrationError:  # the others alone are degenerate: this pose is needed, not checkable
             out[p.name] = None
             continue
@@ -290,7 +243,12 @@ def _leave_one_out(poses: list[_Pose], board, edge_weight, use_edges, inset_m) -
 
 
 def _solve(
-    poses: list[_Pose], board: BoardSpec, edge_weight: float, use_edges: bool, inset_m: float
+    poses: list[_Pose],
+    board: BoardSpec,
+    edge_weight: float,
+    use_edges: bool,
+    inset_m: float,
+    range_model: bool = True,
 ) -> tuple[LidarCameraResult, np.ndarray]:
     """(result, each pose's Mahalanobis distance between its two planes at the solution)."""
     require_scipy()
@@ -333,14 +291,27 @@ def _solve(
     ox, oy = board.plate_offset_m  # the plate's centre in the board frame
     T_bc = [p.T_cam_board.inverse() for p in poses]
     E_c = [_tangent_basis(n) for n in n_c]
+    rings = [np.concatenate(p.rings) if all(r is not None for r in p.rings) else None for p in poses]
+    light = [np.concatenate(p.intensity) if all(v is not None for v in p.intensity) else None for p in poses]
+    lasers = _offset_lasers(rings) if range_model else np.zeros(0, np.int64)
+    walk = range_model and all(v is not None for v in light)
+    walk_centre = 0.0
+    if walk:
+        weakness = [walk_feature(v, np.vstack(p.points)) for v, p in zip(light, poses, strict=True)]
+        walk_centre = float(np.median(np.concatenate(weakness)))
+    prior = np.array([RANGE_OFFSET_PRIOR_M] * len(lasers) + [WALK_PRIOR_M if walk else 1e-9])
+    theta = np.zeros(len(lasers) + 1)  # laser range offsets (m), range walk (m per decade of weakness)
     for rnd in range(4):
         # select each pose's points: near its camera plane (3 σ of the range residuals) and hitting the
         # plate (generously in the first round, when the start may be ~1° off; then inset_m inside)
         slack = 0.1 if rnd == 0 else -inset_m
-        sel, on_plane, fits, W, ends = [], [], [], [], []
+        sel, on_plane, fits, W, G, lines, ends = [], [], [], [], [], [], []
         for i, p in enumerate(poses):
             pts = np.vstack(p.points)
-            rho = np.linalg.norm(pts, axis=1)
+            F = range_features(rings[i], light[i] if walk else None, pts, lasers, walk_centre)
+            rho0 = np.linalg.norm(pts, axis=1)
+            rho = rho0 - F @ theta
+            pts = pts * (rho / rho0)[:, None]
             u = (pts / rho[:, None]) @ R.T
             nu = u @ n_c[i]
             r = rho - (d_c[i] - n_c[i] @ t) / nu
@@ -355,6 +326,8 @@ def _solve(
             on_plane.append(near)
             fit = fit_plane_rays(pts[inside], R.T @ n_c[i], float(d_c[i] - n_c[i] @ t))
             fits.append(fit)
+            G.append(offset_sensitivity(fit, pts[inside], F[inside]))
+            lines.append((*range_residuals(fit, pts[inside]), F[inside], max(fit.sigma_m, 0.005)))
             # covariance of the residuals (tilt towards E_c[i][0], [1], offset at the LiDAR plane's centre)
             q = R @ fit.centre + t
             Jc = np.zeros((3, 6))
@@ -380,13 +353,18 @@ def _solve(
                 ends.append(e)
             else:
                 ends.append([])
-        Rb, tb = R, t
+        Rb, tb, th = R, t, theta
 
-        def residuals(x: np.ndarray, Rb=Rb, tb=tb, fits=fits, W=W, ends=ends) -> np.ndarray:
+        def residuals(x, Rb=Rb, tb=tb, th=th, fits=fits, W=W, G=G, lines=lines, ends=ends) -> np.ndarray:
             Rx = rotvec_to_matrix(x[:3]) @ Rb
-            tx = tb + x[3:]
-            out = []
+            tx = tb + x[3:6]
+            dth = x[6:]
+            out = [(th + dth) / prior]
             for i, f in enumerate(fits):
+                # the range model: each pose's points against its plane, both moved by its change
+                r, Jr, F, sig = lines[i]
+                out.append((r - F @ dth + Jr @ (G[i] @ dth)) / sig)
+                f = moved_plane(f, G[i] @ dth)
                 out.append(W[i] @ _plane_residual(f, Rx, tx, E_c[i], n_c[i], d_c[i]))
                 for pf, first, last, step in ends[i]:
                     pc = pf @ Rx.T + tx
@@ -400,23 +378,26 @@ def _solve(
                         out.append(edge_weight * sdf / sig)
             return np.concatenate(out)
 
-        sol = least_squares(residuals, np.zeros(6), method="lm")
+        sol = least_squares(residuals, np.zeros(6 + len(theta)), method="lm")
         R = rotvec_to_matrix(sol.x[:3]) @ Rb
-        t = tb + sol.x[3:]
+        t = tb + sol.x[3:6]
+        theta = th + sol.x[6:]
+        fits = [moved_plane(f, G[i] @ sol.x[6:]) for i, f in enumerate(fits)]
     T = Transform(R, t)
-    J = sol.jac
-    dof = max(1, len(sol.fun) - 6)
-    scale = max(1.0, float(sol.fun @ sol.fun) / dof)
-    try:
-        std = np.sqrt(np.clip(np.diag(np.linalg.inv(J.T @ J)) * scale, 0, None))
-    except np.linalg.LinAlgError:
-        std = np.full(6, np.nan)
     dist = np.array(
         [
             float(np.linalg.norm(W[i] @ _plane_residual(f, R, t, E_c[i], n_c[i], d_c[i])))
             for i, f in enumerate(fits)
         ]
     )
+    # the planes' misfit beyond their covariances (what the range model and the PnP do not explain, e.g.
+    # each laser's elevation error) widens the 1-σ: scaled by χ² / dof of the plane residuals
+    J = sol.jac
+    scale = max(1.0, float(dist @ dist) / max(1, 3 * len(poses) - 6))
+    try:
+        std = np.sqrt(np.clip(np.diag(np.linalg.inv(J.T @ J))[:6] * scale, 0, None))
+    except np.linalg.LinAlgError:
+        std = np.full(6, np.nan)
     per_pose, all_r, inside = {}, [], []
     for i, p in enumerate(poses):
         r = (sel[i] @ R.T + t) @ n_c[i] - d_c[i]
@@ -450,6 +431,23 @@ def _solve(
         warnings=warnings,
     )
     return result, dist
+
+
+#: 1-σ prior of a laser's range offset (m): the VLP-32C's accuracy spec is ±3 cm
+RANGE_OFFSET_PRIOR_M = 0.02
+#: 1-σ prior of the range walk (m per decade of echo amplitude)
+WALK_PRIOR_M = 0.05
+#: board points (over all poses) a laser needs to have its range offset solved
+MIN_LASER_POINTS = 30
+
+
+def _offset_lasers(rings: list[np.ndarray | None]) -> np.ndarray:
+    """The lasers (ring numbers) with enough board points to solve their range offsets."""
+    known = [r for r in rings if r is not None]
+    if not known:
+        return np.zeros(0, np.int64)
+    ids, counts = np.unique(np.concatenate(known).astype(np.int64), return_counts=True)
+    return ids[counts >= MIN_LASER_POINTS]
 
 
 def _plane_residual(f: RayPlane, R: np.ndarray, t: np.ndarray, E: np.ndarray, n: np.ndarray, d: float):

@@ -18,6 +18,7 @@ import numpy as np
 from edgefuse.calib.boards import BoardSpec, Corners, detect_corners
 from edgefuse.calib.common import CalibrationError
 from edgefuse.geometry import CameraModel, Transform, rotvec_to_matrix
+from edgefuse.types import PointCloud
 
 
 def board_plane(T_cam_board) -> tuple[np.ndarray, float]:
@@ -40,7 +41,8 @@ class BoardObservation:
     points_lidar: np.ndarray
     pnp_rms_px: float
     pose_cov: np.ndarray | None = None  # (6, 6) of (rotvec, tvec) of T_cam_board, from the PnP Jacobian
-    rings: np.ndarray | None = None  # (K,) laser ring of each point (edge alignment), None if unknown
+    rings: np.ndarray | None = None  # (K,) laser ring of each point, None if unknown
+    intensity: np.ndarray | None = None  # (K,) each point's intensity (reflectivity), None if unknown
 
     @property
     def plane_cam(self) -> tuple[np.ndarray, float]:
@@ -119,24 +121,23 @@ def board_points_in_cloud(
     board: BoardSpec,
     margin_m: float = 0.3,
     min_points: int = 20,
-    rings: np.ndarray | None = None,
     band_m: float = 0.1,
-) -> tuple[np.ndarray, np.ndarray | None] | None:
+) -> np.ndarray | None:
     """The LiDAR points (K, 3) of the board: points within ``margin_m`` of the plate as placed by the
     initial extrinsics, then RANSAC planes through them (up to three, each roughly parallel to the board as
     the camera sees it); the board is the one nearest the sensor (a person holding it stands behind it).
     The points returned are all those near the plate within ``band_m`` of that plane, not only the RANSAC
     inliers: the 3 cm RANSAC threshold cuts a 2 cm range noise at 1.5 σ, and that truncation around a
     (tilted) first guess would bias the plane the solver fits; the solver trims at 3 σ itself.
-    Returns (points, their ``rings`` if given), or None when too few points."""
+    Returns the indices of those points in ``xyz_lidar`` (K,), or None when too few."""
     T_board_lidar = T_cam_board.inverse() @ T_cam_lidar_init
     q = T_board_lidar.apply(xyz_lidar.astype(np.float64))
     w, h = board.plate_size
     q = q - [*board.plate_offset_m, 0.0]  # about the plate's centre
     near = (np.abs(q[:, 0]) < w / 2 + margin_m / 2) & (np.abs(q[:, 1]) < h / 2 + margin_m / 2)
     near &= np.abs(q[:, 2]) < margin_m
-    near_pts = xyz_lidar[near].astype(np.float64)
-    near_rings = rings[near] if rings is not None else None
+    near_idx = np.flatnonzero(near)
+    near_pts = xyz_lidar[near_idx].astype(np.float64)
     cand = near_pts
     n_expect = T_board_lidar.inverse().rotation[:, 2]
     best: tuple[np.ndarray, float] | None = None
@@ -159,28 +160,35 @@ def board_points_in_cloud(
     on = np.abs(near_pts @ best[0] - best[1]) < band_m
     if on.sum() < min_points:
         return None
-    return near_pts[on], (near_rings[on] if near_rings is not None else None)
+    return near_idx[on]
 
 
 def board_observation(
     name: str,
     image: np.ndarray,
-    xyz_lidar: np.ndarray,
+    cloud: PointCloud,
     board: BoardSpec,
     cam: CameraModel,
     T_cam_lidar_init: Transform,
-    rings: np.ndarray | None = None,
 ) -> BoardObservation | str:
-    """One pose's observation, or the reason (str) it cannot be used. ``rings``: (N,) laser ring of each
-    point (the cloud's ``ring`` field), enabling the edge-alignment term."""
+    """One pose's observation, or the reason (str) it cannot be used. The cloud's ``ring`` field (laser of
+    each point) lets the solver estimate each laser's range offset (and enables the edge term); its
+    ``intensity``, the range walk of dark and bright squares."""
     corners = detect_corners(image, board)
     if corners is None:
         return "no board in the image"
     T_cb, rms, cov = board_pose_pnp(corners, board, cam)
-    found = board_points_in_cloud(xyz_lidar, T_cb, T_cam_lidar_init, board, rings=rings)
+    return _observation(name, cloud, T_cb, rms, cov, T_cam_lidar_init, board)
+
+
+def _observation(name, cloud: PointCloud, T_cb, rms, cov, T_cam_lidar_init, board) -> BoardObservation | str:
+    """The observation of a board seen by the camera at ``T_cb`` (PnP) in ``cloud``, or why not (str)."""
+    found = board_points_in_cloud(cloud.xyz.astype(np.float64), T_cb, T_cam_lidar_init, board)
     if found is None:
         return "too few LiDAR points on the board (is the initial calibration within ~20 cm / 5°?)"
-    return BoardObservation(name, T_cb, found[0], rms, cov, found[1])
+    column = lambda f: cloud.column(f)[found] if cloud.has(f) else None  # noqa: E731
+    xyz = cloud.xyz[found].astype(np.float64)
+    return BoardObservation(name, T_cb, xyz, rms, cov, column("ring"), column("intensity"))
 
 
 # ---------------------------------------------------------------- log shell
@@ -195,7 +203,7 @@ def observations_from_log(
     T_cam_lidar_init: Transform,
     stride_ns: int = 250_000_000,
     max_dt_ns: int = 30_000_000,
-    still_px: float = 0.5,
+    still_px: float = 2.0,
     progress: bool = True,
 ) -> tuple[list[BoardObservation], dict[str, int]]:
     """Board observations from a log. Pass 1 reads the camera every ``stride_ns`` and keeps the frames
@@ -263,13 +271,12 @@ def observations_from_log(
         t = int(stamps[inside[0]])
         paired[t] = paired.get(t, 0) + 1
         _since, T_cb, rms, cov = kept[t]
-        ring = cloud.column("ring") if cloud.has("ring") else None
-        found = board_points_in_cloud(cloud.xyz.astype(np.float64), T_cb, T_cam_lidar_init, board, rings=ring)
-        if found is None:
+        o = _observation(
+            f"{camera}@{t}+{lidar}@{msg.stamp_ns}", cloud, T_cb, rms, cov, T_cam_lidar_init, board
+        )
+        if isinstance(o, str):
             counts["no_lidar_board"] += 1
             continue
-        obs.append(
-            BoardObservation(f"{camera}@{t}+{lidar}@{msg.stamp_ns}", T_cb, found[0], rms, cov, found[1])
-        )
+        obs.append(o)
     counts["no_sweep"] = int(sum(1 for t in stamps if int(t) not in paired))
     return obs, counts

@@ -119,12 +119,14 @@ def lidar_camera_frames(
     camera and LiDAR both captured together (the board and the ego stand still then): ``frames_per_pose``
     captures spread over the middle 1.6 s of each hold, as a log gives many frames of every pose."""
     from edgefuse.sim.camera import NOISE_STD_DN, render_camera
-    from edgefuse.sim.lidar import simulate_sweep, vlp32c_model
+    from edgefuse.sim.lidar import scenario_lidar, simulate_sweep, vlp32c_model
     from edgefuse.sim.rig import sim_calibration
 
     calib = sim_calibration(camera_model)
     world = make_world("calibration-board", seed)
-    lidar = vlp32c_model() if noise else vlp32c_model(range_noise_m=0.0, dropout=0.0)
+    lidar = (
+        scenario_lidar("calibration-board", seed) if noise else vlp32c_model(range_noise_m=0.0, dropout=0.0)
+    )
     rng = np.random.default_rng(seed + 77)
     out: list[tuple[np.ndarray, PointCloud, int]] = []
     offsets = np.linspace(-0.8e9, 0.8e9, frames_per_pose) if frames_per_pose > 1 else np.zeros(1)
@@ -178,7 +180,7 @@ def radar_lidar_frames(seed: int, n_radar: int = 20, n_lidar: int = 4, noise: bo
     """Radar scans and LiDAR sweeps of the calibration-board scenario while the ego stands still (the
     board phase): ``(radar_scans, lidar_clouds)`` lists, ``n_radar`` scans at 20 Hz and ``n_lidar`` sweeps
     at 10 Hz from t = 1 s."""
-    from edgefuse.sim.lidar import simulate_sweep, vlp32c_model
+    from edgefuse.sim.lidar import scenario_lidar, simulate_sweep
     from edgefuse.sim.radar import RadarModel, simulate_radar
     from edgefuse.sim.rig import sim_calibration
 
@@ -186,6 +188,7 @@ def radar_lidar_frames(seed: int, n_radar: int = 20, n_lidar: int = 4, noise: bo
     world = make_world("calibration-board", seed)
     rng = np.random.default_rng(seed + 99)
     radar = RadarModel() if noise else RadarModel().noiseless()
+    lidar = scenario_lidar("calibration-board", seed)
     scans: list[RadarScan] = []
     clouds: list[PointCloud] = []
     for k in range(n_radar):
@@ -194,6 +197,6 @@ def radar_lidar_frames(seed: int, n_radar: int = 20, n_lidar: int = 4, noise: bo
         scans.append(scan)
     for k in range(n_lidar):
         t = 1_000_000_000 + k * 100_000_000
-        cloud, _ = simulate_sweep(world.scene_at(t), t, calib.extrinsics["lidar_top"], vlp32c_model(), rng)
+        cloud, _ = simulate_sweep(world.scene_at(t), t, calib.extrinsics["lidar_top"], lidar, rng)
         clouds.append(cloud)
     return scans, clouds

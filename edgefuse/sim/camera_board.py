@@ -112,3 +112,27 @@ def _paint_board(
     white_a, black_a = np.asarray(white, np.float32), np.asarray(black, np.float32)
     out = region * (1 - cov_in) + cov_in * white_a + cov_black * (black_a - white_a)
     img[y0:y1, x0:x1] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def board_face_squares(box: WorldBox, points_world: np.ndarray, dt_s: np.ndarray | None = None) -> np.ndarray:
+    """Where on a board box each point lies: 1 on a black square, 0 on the white of the printed face
+    (white squares, margin and the rest of the face), -1 off the printed (+x) face.
+
+    ``points_world`` (K, 3) m: points on the box's surface, each at its own time ``dt_s`` (K,) s from the
+    scene's (the box moved there with its ``velocity`` and ``yaw_rate``; None = all 0). Same layout as
+    :func:`board_inner_corners`: columns along the box's +y axis, rows along −z, the top-left square black."""
+    if box.board is None:
+        raise ValueError(f"board_face_squares: box of kind {box.kind!r} has no board")
+    p = np.asarray(points_world, np.float64).reshape(-1, 3)
+    dt = np.zeros(len(p)) if dt_s is None else np.asarray(dt_s, np.float64).reshape(len(p))
+    rel = p - box.center - dt[:, None] * np.asarray(box.velocity, np.float64)
+    c, s = np.cos(-box.yaw_rate * dt), np.sin(-box.yaw_rate * dt)  # undo the turn since the scene time
+    rel = np.stack([c * rel[:, 0] - s * rel[:, 1], s * rel[:, 0] + c * rel[:, 1], rel[:, 2]], axis=1)
+    local = rel @ box.pose().rotation  # R_world_box^T applied to each row
+    b = box.board
+    on_face = local[:, 0] > box.size[0] / 2.0 - 1e-3
+    a = (local[:, 1] + b.cols * b.square_m / 2.0) / b.square_m  # columns from the left edge, in squares
+    r = (b.rows * b.square_m / 2.0 - local[:, 2]) / b.square_m  # rows from the top edge
+    inside = (a >= 0) & (a < b.cols) & (r >= 0) & (r < b.rows)
+    black = inside & ((np.floor(a).astype(np.int64) + np.floor(r).astype(np.int64)) % 2 == 0)
+    return np.where(on_face, black.astype(np.int64), -1)

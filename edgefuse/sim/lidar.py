@@ -37,7 +37,7 @@ Physics per ray (``sweep_end_ns`` is the instant of the sweep's last firing, the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -60,6 +60,50 @@ GROUND_REFLECTIVITY = {SURFACE_OFFROAD: 0.25, SURFACE_ROAD: 0.12, SURFACE_MARKIN
 
 #: Fields of the simulated cloud, in column order.
 CLOUD_FIELDS = ("x", "y", "z", "intensity", POINT_TIME_FIELD, "ring")
+
+
+#: Reflectivity of a calibration board's printed squares at 905 nm (matte white paper, black ink).
+BOARD_WHITE_REFLECTIVITY, BOARD_BLACK_REFLECTIVITY = 0.8, 0.06
+
+
+@dataclass(frozen=True, eq=False)
+class LidarImperfections:
+    """What a real spinning LiDAR does that the calibration tables and an ideal model do not (all off in
+    :class:`LidarModel` unless given; the ``calibration-board`` scenario's unit has them).
+
+    - ``range_bias_m``, ``elevation_bias_rad``, ``azimuth_bias_rad`` (L,): per laser, the true beam minus the
+      calibration table the driver decodes with (rays are cast along the true beams; points are reported
+      along the table's);
+    - range walk: a weak echo crosses the detector's threshold later, so it reads long:
+      ``walk_m_per_decade · log10(A_ref / A)`` m, clipped to ±3 decades, with A = ρ·cos·exp(−2βr) / r² the
+      echo's amplitude and ``walk_reference`` A_ref the amplitude of the factory's range calibration (0 walk
+      there; strong echoes read short). A chessboard's black squares read centimetres behind its white ones;
+    - beam divergence ``divergence_rad`` (horizontal, vertical; full angle): where a beam's footprint spans
+      an edge, 3 × 3 sub-beams over it are cast, their echoes closer than ``merge_m`` merge into one return
+      at their power-weighted range (a mixed pixel, between the board and what is behind it), and the
+      strongest return is reported (the sensor's "strongest" mode); a beam whose centre misses an edge can
+      still return from it."""
+
+    range_bias_m: np.ndarray
+    elevation_bias_rad: np.ndarray
+    azimuth_bias_rad: np.ndarray
+    walk_m_per_decade: float = 0.015
+    walk_reference: float = 0.5 / 10.0**2
+    divergence_rad: tuple[float, float] = (3.0e-3, 1.5e-3)
+    merge_m: float = 1.0
+
+    @staticmethod
+    def typical(num_lasers: int, seed: int) -> LidarImperfections:
+        """One unit's imperfections, drawn from ``seed``: per-laser range bias σ 1 cm (clipped to ±3 cm, the
+        VLP-32C's accuracy spec), elevation and azimuth biases σ 0.05°; range walk 1.5 cm per decade of
+        amplitude (zero for a 50 % target at 10 m); Velodyne's beam divergence, 3.0 × 1.5 mrad."""
+        rng = np.random.default_rng([int(seed), 0x11DA])
+        n = int(num_lasers)
+        return LidarImperfections(
+            range_bias_m=np.clip(rng.normal(0.0, 0.01, n), -0.03, 0.03),
+            elevation_bias_rad=np.radians(rng.normal(0.0, 0.05, n)),
+            azimuth_bias_rad=np.radians(rng.normal(0.0, 0.05, n)),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +134,7 @@ class LidarModel:
     detection_sigma: float = 0.1
     backscatter_length_m: float = 1.0
     backscatter_scale_m: float = 2.0
+    imperfections: LidarImperfections | None = None
 
     def __post_init__(self) -> None:
         v = np.asarray(self.vertical_rad, dtype=np.float64).reshape(-1)
@@ -112,6 +157,13 @@ class LidarModel:
             raise ValueError(
                 f"LidarModel {self.name!r}: expected 0 <= min_range_m < max_range_m, "
                 f"got {self.min_range_m}, {self.max_range_m}"
+            )
+        imp = self.imperfections
+        if imp is not None and any(
+            np.shape(x) != (n,) for x in (imp.range_bias_m, imp.elevation_bias_rad, imp.azimuth_bias_rad)
+        ):
+            raise ValueError(
+                f"LidarModel {self.name!r}: imperfections: expected per-laser arrays of shape ({n},)"
             )
         object.__setattr__(self, "vertical_rad", v)
         object.__setattr__(self, "azimuth_offset_rad", a)
@@ -182,6 +234,15 @@ def vlp32c_model(**overrides) -> LidarModel:
     from edgefuse.adapters.velodyne.calibration import vlp32c
 
     return velodyne_model(vlp32c(), **overrides)
+
+
+def scenario_lidar(scenario: str, seed: int) -> LidarModel:
+    """The simulated rig's LiDAR (a VLP-32C) in ``scenario``: in ``calibration-board`` a real unit, with
+    :meth:`LidarImperfections.typical` drawn from ``seed``, so that calibration is judged on what its
+    solvers do not assume; elsewhere the ideal model (the one the bundled detector was trained on)."""
+    if scenario == "calibration-board":
+        return vlp32c_model(imperfections=LidarImperfections.typical(32, seed))
+    return vlp32c_model()
 
 
 def firing_grid(sweep_end_ns: int, model: LidarModel) -> tuple[np.ndarray, np.ndarray]:
@@ -266,6 +327,128 @@ def sweep_rays(scene: Scene, sweep_end_ns: int, T_base_lidar: Transform, model: 
     return SweepRays(t_fire, d_lidar, o_world, d_world, dt_s, t_seq_rel + end, az_seq)
 
 
+def _true_beams(model: LidarModel) -> LidarModel:
+    """The model whose beam tables are the unit's true beams (its imperfections' angle biases applied),
+    cached on ``model``; ``model`` itself when it has no imperfections."""
+    imp = model.imperfections
+    if imp is None:
+        return model
+    cached = model.__dict__.get("_true_beams")
+    if cached is None:
+        cached = replace(
+            model,
+            vertical_rad=model.vertical_rad + imp.elevation_bias_rad,
+            azimuth_offset_rad=model.azimuth_offset_rad - imp.azimuth_bias_rad,
+            imperfections=None,
+        )
+        object.__setattr__(model, "_true_beams", cached)
+    return cached
+
+
+def _reflectivity(scene: Scene, box_index: np.ndarray, points_world: np.ndarray, dt_s: np.ndarray):
+    """ρ (K,) of what K rays hit (``box_index`` from :func:`cast_rays`, hits only): the box's material, a
+    board's printed squares (:func:`board_face_squares`), the ground by its surface."""
+    box_refl = np.array([b.material.lidar_reflectivity for b in scene.boxes] + [0.0], np.float64)
+    refl = box_refl[box_index]
+    _board_squares(scene, box_index, points_world, dt_s, refl)
+    g = np.flatnonzero(box_index == GROUND)
+    if g.size:
+        surf = ground_surface(points_world[g, :2], scene.lanes, scene.roads)
+        lut = np.array([GROUND_REFLECTIVITY[k] for k in (SURFACE_OFFROAD, SURFACE_ROAD, SURFACE_MARKING)])
+        refl[g] = lut[surf]
+    return refl
+
+
+def _board_squares(scene: Scene, box_index, points_world, dt_s, refl: np.ndarray) -> None:
+    """Set ``refl`` of the rays that hit a board's printed face to its black or white squares' ρ."""
+    from edgefuse.sim.camera_board import board_face_squares
+
+    for k, b in enumerate(scene.boxes):
+        if b.board is None:
+            continue
+        rows = np.flatnonzero(box_index == k)
+        if rows.size:
+            sq = board_face_squares(b, points_world[rows], dt_s[rows])
+            refl[rows] = np.where(
+                sq == 1, BOARD_BLACK_REFLECTIVITY, np.where(sq == 0, BOARD_WHITE_REFLECTIVITY, refl[rows])
+            )
+
+
+def _edge_rays(box_index: np.ndarray, range_m: np.ndarray, F: int, model: LidarModel) -> np.ndarray:
+    """Flat indices of the rays (F·L firing grid) whose neighbour in azimuth (same laser) or in elevation
+    (the next laser up or down, same sequence) hit another surface or a range ``merge_m`` away: where a
+    beam's footprint may span an edge."""
+    L = model.num_lasers
+    r = np.where(box_index == MISS, np.inf, range_m).reshape(F, L)
+    b = box_index.reshape(F, L)
+    order = np.argsort(model.vertical_rad, kind="stable")  # lasers by elevation
+
+    def steps(bb: np.ndarray, rr: np.ndarray) -> np.ndarray:  # (N, M) → (N, M): a step to a row neighbour
+        both_miss = np.isinf(rr[1:]) & np.isinf(rr[:-1])
+        with np.errstate(invalid="ignore"):
+            step = (
+                (bb[1:] != bb[:-1]) | ~(np.abs(rr[1:] - rr[:-1]) < model.imperfections.merge_m)
+            ) & ~both_miss
+        out = np.zeros(bb.shape, bool)
+        out[1:] |= step
+        out[:-1] |= step
+        return out
+
+    edge = steps(b, r)
+    edge[:, order] |= steps(b[:, order].T, r[:, order].T).T
+    return np.flatnonzero(edge.reshape(-1))
+
+
+def _mixed_returns(scene: Scene, rays: SweepRays, rows: np.ndarray, model: LidarModel):
+    """The strongest return of each beam in ``rows`` (flat ray indices) over its divergence footprint:
+    3 × 3 sub-beams cast, echoes within ``merge_m`` merged at their power-weighted range. Returns
+    (range (K,) m, echo (K,) ρ·cos·exp(−2βr) of the return, i.e. its amplitude × r², hit (K,) bool)."""
+    imp = model.imperfections
+    K = rows.size
+    d = rays.dir_world[rows]
+    up = np.array([0.0, 0.0, 1.0])
+    e_h = np.cross(d, up)
+    e_h /= np.maximum(np.linalg.norm(e_h, axis=1, keepdims=True), 1e-12)
+    e_v = np.cross(e_h, d)
+    steps = np.array([-1.0, 0.0, 1.0]) / 3.0
+    ah, av = np.meshgrid(steps * imp.divergence_rad[0], steps * imp.divergence_rad[1], indexing="ij")
+    ah, av = ah.reshape(-1), av.reshape(-1)  # S = 9 sub-beams
+    S = ah.size
+    sub = d[:, None, :] + ah[None, :, None] * e_h[:, None, :] + av[None, :, None] * e_v[:, None, :]
+    sub = (sub / np.linalg.norm(sub, axis=2, keepdims=True)).reshape(-1, 3)
+    o = np.repeat(rays.origin_world[rows], S, axis=0)
+    dt = np.repeat(rays.dt_s[rows], S)
+    hits = cast_rays(o, sub, scene.boxes, dt_s=dt, max_range=model.max_range_m, min_range=model.min_range_m)
+    r = hits.range_m.astype(np.float64)
+    hit = hits.box_index != MISS
+    power = np.zeros(K * S)
+    ih = np.flatnonzero(hit)
+    if ih.size:
+        pts = o[ih] + r[ih, None] * sub[ih]
+        rho = _reflectivity(scene, hits.box_index[ih], pts, dt[ih])
+        echo = rho * hits.cos_incidence[ih] * np.exp(-2.0 * scene.weather.extinction * r[ih])
+        power[ih] = echo / (r[ih] ** 2) / S  # each sub-beam carries 1/S of the pulse
+    r = np.where(hit, r, np.inf).reshape(K, S)
+    power = power.reshape(K, S)
+    srt = np.argsort(r, axis=1)
+    r, power = np.take_along_axis(r, srt, 1), np.take_along_axis(power, srt, 1)
+    with np.errstate(invalid="ignore"):  # inf − inf between two misses: NaN, a new cluster
+        gap = np.diff(r, axis=1)
+    cluster = np.concatenate([np.zeros((K, 1), np.int64), np.cumsum(~(gap < imp.merge_m), axis=1)], axis=1)
+    key = (np.arange(K)[:, None] * S + cluster).reshape(-1)
+    fin = np.isfinite(r).reshape(-1)
+    p_sum = np.bincount(key[fin], power.reshape(-1)[fin], minlength=K * S)
+    pr_sum = np.bincount(
+        key[fin], (power * np.where(np.isfinite(r), r, 0.0)).reshape(-1)[fin], minlength=K * S
+    )
+    p_sum, pr_sum = p_sum.reshape(K, S), pr_sum.reshape(K, S)
+    best = np.argmax(p_sum, axis=1)
+    p_best = p_sum[np.arange(K), best]
+    ok = p_best > 0
+    r_best = np.where(ok, pr_sum[np.arange(K), best] / np.where(ok, p_best, 1.0), 0.0)
+    return r_best, p_best * r_best**2, ok
+
+
 def simulate_sweep(
     scene: Scene,
     sweep_end_ns: int,
@@ -277,12 +460,17 @@ def simulate_sweep(
 
     ``scene`` is the scene at (or near) the sweep's end; boxes and ego are extrapolated to each firing
     time from ``scene.t_ns``. Returns the cloud (fields :data:`CLOUD_FIELDS`, sensor frame, ``t_ns``
-    float32 ≤ 0 relative to ``sweep_end_ns``, points in firing order) and the raw :class:`Firings`."""
+    float32 ≤ 0 relative to ``sweep_end_ns``, points in firing order) and the raw :class:`Firings`.
+    With ``model.imperfections`` the rays follow the unit's true beams and the returns carry its biases,
+    range walk and mixed pixels (:class:`LidarImperfections`); the points are placed along the table's
+    beams, as the driver decodes them."""
     L = model.num_lasers
-    rays = sweep_rays(scene, sweep_end_ns, T_base_lidar, model)
+    imp = model.imperfections
+    rays = sweep_rays(scene, sweep_end_ns, T_base_lidar, _true_beams(model))
     t_seq, az_seq = rays.t_seq_ns, rays.azimuth_rad
     F = t_seq.shape[0]
-    d_lidar, o_world, d_world, dt_s = rays.dir_lidar, rays.origin_world, rays.dir_world, rays.dt_s
+    o_world, d_world, dt_s = rays.origin_world, rays.dir_world, rays.dt_s
+    d_lidar = _sweep_geometry(model)[1]  # the beams as the calibration table has them
     t_fire = rays.t_fire_ns
     hits = cast_rays(
         o_world, d_world, scene.boxes, dt_s=dt_s, max_range=model.max_range_m, min_range=model.min_range_m
@@ -307,18 +495,27 @@ def simulate_sweep(
     bi = hits.box_index[ih]
     box_refl = np.array([b.material.lidar_reflectivity for b in scene.boxes] + [0.0], np.float64)
     refl = box_refl[bi]  # ground rows (index −1) read the trailing 0 and are set below
+    pts_h = o_world[ih] + rh[:, None] * d_world[ih]
+    _board_squares(scene, bi, pts_h, dt_s[ih], refl)
     g = np.flatnonzero(bi == GROUND)
     # only ground hits that the brightest ground surface could return need their surface looked up
     # (the others stay undetected whatever they are painted with): keeps the surface grid local
     rho_max = max(GROUND_REFLECTIVITY.values())
     g = g[rho_max * geo[g] * margin[g] >= model.detection_threshold]
     if g.size:
-        rows = ih[g]
-        gxy = o_world[rows, :2] + r[rows, None] * d_world[rows, :2]
-        surf = ground_surface(gxy, scene.lanes, scene.roads)
+        surf = ground_surface(pts_h[g, :2], scene.lanes, scene.roads)
         lut = np.array([GROUND_REFLECTIVITY[k] for k in (SURFACE_OFFROAD, SURFACE_ROAD, SURFACE_MARKING)])
         refl[g] = lut[surf]
     echo_h = refl * geo  # ρ·cos·exp(−2βr)
+    if imp is not None and max(imp.divergence_rad) > 0:
+        edges = _edge_rays(hits.box_index, hits.range_m, F, model)
+        r_mix, echo_mix, hit_mix = _mixed_returns(scene, rays, edges, model)
+        echo_all = np.zeros(n)
+        echo_all[ih] = echo_h
+        r[edges], echo_all[edges], hit[edges] = r_mix, echo_mix, hit_mix
+        ih = np.flatnonzero(hit)
+        rh, echo_h = r[ih], echo_all[ih]
+        margin = np.exp(model.detection_sigma * z_det[ih]) / (rh * rh)
     det_h = (echo_h * margin >= model.detection_threshold) & (
         u_drop[ih] >= min(1.0, model.dropout + model.rain_dropout * rain)
     )
@@ -326,6 +523,10 @@ def simulate_sweep(
     inten = np.zeros(n, np.float64)
     keep = ih[det_h]
     rng_out[keep] = rh[det_h] + model.range_noise_m * z_range[keep]
+    if imp is not None:
+        amplitude = echo_h[det_h] / (rh[det_h] ** 2)
+        walk = imp.walk_m_per_decade * np.clip(np.log10(imp.walk_reference / amplitude), -3.0, 3.0)
+        rng_out[keep] += walk + imp.range_bias_m[keep % L]
     inten[keep] = np.clip(np.rint(100.0 * echo_h[det_h]), 0, 255)
     detected = np.zeros(n, bool)
     detected[keep] = True

@@ -78,7 +78,7 @@ class Simulator:
         camera_size: tuple[int, int] | None = None,
         **params,
     ):
-        from edgefuse.sim.lidar import vlp32c_model
+        from edgefuse.sim.lidar import scenario_lidar
         from edgefuse.sim.radar import RadarModel
 
         self.world = make_world(scenario, seed, **params)
@@ -96,7 +96,7 @@ class Simulator:
         self.jpeg_quality = int(jpeg_quality)
         cam = self.calibration.cameras["cam_front"]
         self.rendered_camera = cam if camera_size is None else cam.resized(*camera_size)
-        self.lidar_model = vlp32c_model()
+        self.lidar_model = scenario_lidar(scenario, self.seed)
         self.radar_model = RadarModel()
         self.ego_noise = EgoNoise.for_seed(self.seed)
         self._ego_cache: dict[str, tuple[int, list]] = {}

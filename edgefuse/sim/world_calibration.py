@@ -1,5 +1,6 @@
 """The ``calibration-board`` scenario: a parking lot with a board
-(:data:`~edgefuse.sim.world_materials.BOARD_A`) held by a person in 16 poses, corner reflectors on posts at
+(:data:`~edgefuse.sim.world_materials.BOARD_A`) held by a person in 16 poses
+(swaying by up to 5 mm / 0.25°), corner reflectors on posts at
 12–40 m, then a drive with strong rotation and acceleration.
 """
 
@@ -77,7 +78,9 @@ def _build_calibration(scenario: str, seed: int, weather: Weather, params: dict)
         pitch = (1.0 if k // 2 % 2 == 0 else -1.0) * float(rng.uniform(0.15, 0.35))
         poses.append([x, y, float(rng.uniform(0.9, 1.7)), float(rng.uniform(-0.3, 0.3)), pitch, yaw])
     poses.append([6.0, -14.0, 1.2, 0.0, 0.0, math.pi / 2])
-    board = Board6D(np.asarray(poses), hold_s=2.5, move_s=1.0, t0=0.5)
+    # held by hand: it sways by up to 5 mm and 0.25° about each axis
+    sway = np.array([0.005, 0.005, 0.005, *np.radians([0.25, 0.25, 0.25])])
+    board = Board6D(np.asarray(poses), hold_s=2.5, move_s=1.0, t0=0.5, sway=sway, sway_seed=seed)
     t_drive = float(board.knots()[0][-1]) + 1.0
     # the drive: a hard left U-turn, a slalom, another U-turn and a straight
     q = math.pi

@@ -194,12 +194,28 @@ def _walker_yaw(m: PiecewiseS, t: np.ndarray, heading: np.ndarray) -> np.ndarray
 class Board6D:
     """The calibration board carried through poses: ``poses`` (P, 6) x y z roll pitch yaw (world frame),
     held ``hold_s`` each and moved in ``move_s`` between them, starting at ``t0`` s; afterwards it stays at
-    the last pose. The holder (a pedestrian) stands ``0.35`` m behind it."""
+    the last pose. The holder (a pedestrian) stands ``0.35`` m behind it.
+
+    ``sway`` (6,): amplitudes (m, m, m, rad, rad, rad) of a hand-held board's sway about that path, each
+    degree of freedom a sine of its own frequency (0.2–0.7 Hz) and phase drawn from ``sway_seed``;
+    None = held perfectly still (a stand)."""
 
     poses: np.ndarray
     hold_s: float
     move_s: float
     t0: float = 0.0
+    sway: np.ndarray | None = None
+    sway_seed: int = 0
+
+    def _sway(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """The sway's offset (6,) and its rate (6,) at t s."""
+        if self.sway is None:
+            return np.zeros(6), np.zeros(6)
+        rng = np.random.default_rng([int(self.sway_seed), 0x5A1])
+        w = 2.0 * np.pi * rng.uniform(0.2, 0.7, 6)
+        phase = rng.uniform(0.0, 2.0 * np.pi, 6)
+        a = np.asarray(self.sway, np.float64)
+        return a * np.sin(w * t + phase), a * w * np.cos(w * t + phase)
 
     def knots(self) -> tuple[np.ndarray, np.ndarray]:
         ts, ps = [], []
@@ -215,11 +231,12 @@ class Board6D:
     def at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Pose (6,) and its rate (6,) at t s."""
         ts, ps = self.knots()
+        s, ds = self._sway(t)
         if t <= ts[0] or t >= ts[-1]:
-            return (ps[0] if t <= ts[0] else ps[-1]).copy(), np.zeros(6)
+            return (ps[0] if t <= ts[0] else ps[-1]) + s, ds
         i = int(np.searchsorted(ts, t, side="right") - 1)
         f = (t - ts[i]) / (ts[i + 1] - ts[i])
-        return ps[i] + f * (ps[i + 1] - ps[i]), (ps[i + 1] - ps[i]) / (ts[i + 1] - ts[i])
+        return ps[i] + f * (ps[i + 1] - ps[i]) + s, (ps[i + 1] - ps[i]) / (ts[i + 1] - ts[i]) + ds
 
 
 @dataclass(frozen=True)
