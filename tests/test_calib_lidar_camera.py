@@ -155,12 +155,13 @@ def test_lidar_camera_median_over_seeds_on_the_realistic_simulator(frames_seed0)
             old.append(transform_error(r.T_cam_lidar, _truth()))
     dt, dr = np.median(np.array(errs), axis=0)
     assert dt <= 0.02 and dr <= 0.2, errs
-    assert max(e[1] for e in old) > 2 * max(e[1] for e in errs[:2]), (old, errs[:2])
+    assert min(e[1] for e in old) > 0.2, (old, errs[:2])  # the old solver misses the target on both
 
 
 def test_boards_facing_the_camera_leave_the_line_of_sight_weak():
-    """Boards tilted only 10° (five, spread over the image): the roll about the line of sight is the weak
-    axis, and the result says so (with what to capture)."""
+    """Boards tilted only 10° (five, spread over the image), an ideal LiDAR, no range model: the roll about
+    the line of sight is the weak axis, and the result says so (with what to capture). With the range model
+    (per-laser offsets) such boards leave the pitch weak too, and that is said as well."""
     a = np.radians(10.0)
     placements = [
         ([-1.2, -0.3, 4.0], [0.0, a, 0.0]),
@@ -169,7 +170,11 @@ def test_boards_facing_the_camera_leave_the_line_of_sight_weak():
         ([-0.8, 0.5, 5.0], [-a, 0.0, 0.0]),
         ([0.9, 0.3, 4.0], [0.7 * a, 0.7 * a, 0.0]),
     ]
-    r = solve_lidar_camera(_observations(static_board_frames(placements, 0, 3)), load_target(BOARD))
+    obs = _observations(static_board_frames(placements, 0, 3))
+    with_offsets = solve_lidar_camera(obs, load_target(BOARD))
+    assert any("line of sight" in w for w in with_offsets.warnings), with_offsets.warnings
+    assert any("image right" in w for w in with_offsets.warnings), with_offsets.warnings
+    r = solve_lidar_camera(obs, load_target(BOARD), range_model=False)
     assert len(r.used) == 5
     std = r.std_rotation_deg
     assert std[2] > 2 * max(std[0], std[1]) and std[2] > 0.2, std
@@ -260,9 +265,10 @@ def test_cli_lidar_camera_updates_the_calibration_in_place(tmp_path, frames_seed
     assert "poses used" in failed and r["written"] and any(f.startswith("poses used 5") for f in r["forced"])
     assert Path(r["poses_png"]).is_file() and r["poses_png"].endswith("calib.lidar-camera.cam_front.png")
     # each hold: its first frame is "moving" (the board came from elsewhere), the next ones still, and
-    # every sweep recorded within the still run (all but the first) joins the hold's pose
-    assert r["poses_used"] == 5 and r["skipped"]["moving"] == 5
-    assert r["frames_used"] == 5 * (FRAMES_PER_POSE - 1), r
+    # every sweep recorded within the still run (all but the first) joins the hold's pose; the board
+    # sways in the hand, and a frame where it moved more than 2 px since the last is "moving" too
+    assert r["poses_used"] == 5 and 5 <= r["skipped"]["moving"] <= 8, r
+    assert 5 * (FRAMES_PER_POSE - 2) <= r["frames_used"] <= 5 * (FRAMES_PER_POSE - 1), r
     new = load_calibration(calib)
     dt, dr = transform_error(new.extrinsics["cam_front"], truth.extrinsics["cam_front"])
     dt0, dr0 = transform_error(start.extrinsics["cam_front"], truth.extrinsics["cam_front"])
