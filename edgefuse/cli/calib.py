@@ -122,7 +122,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="chessboard:COLSxROWS:SQUARE_M (inner corners), charuco:COLSxROWS:SQUARE_M:MARKER_M:DICT "
         "(squares) or a target .yaml",
     )
-    p.add_argument("--model", choices=("pinhole", "fisheye"), default="pinhole")
+    p.add_argument("--model", choices=("pinhole", "rational", "fisheye"), default="pinhole",
+                   help="pinhole: k1 k2 p1 p2 k3; rational: OpenCV's rational model, k1 … k6; fisheye: "
+                        "equidistant k1..k4")  # fmt: skip
     p.add_argument(
         "--out", required=True, help="camera_info YAML to write (PNG reports are written beside it)"
     )
