@@ -4,19 +4,33 @@
   (3 × 3), ``Tr_velo_to_cam`` (3 × 4, Velodyne → unrectified camera 0), ``Tr_imu_to_velo`` (3 × 4).
   Every camera ``i`` present (``cam0``–``cam3``, rectified: ``Pi = Ki [I | ti]``, so Ki = Pi[:, :3] and its
   offset from rectified camera 0 is ti = Ki⁻¹ Pi[:, 3]; a Velodyne point X maps to camera i as
-  ``[I | ti] · R0_rect · Tr_velo_to_cam · X``), pinhole without distortion (the images are rectified),
-  ``velodyne``, and ``imu`` when ``Tr_imu_to_velo`` is given. The tracking benchmark's files name the same
-  matrices ``R_rect``, ``Tr_velo_cam``, ``Tr_imu_velo`` (and may omit the colon): read too. base_link is the
-  IMU frame (x forward, y left, z up, as KITTI's OXTS) when it is given, else the Velodyne frame. KITTI's
-  files carry no image size, and it varies per drive (1224–1242 × 370–376): the size comes from one of the
-  drive's images (``image``) or is given (``size``); nothing is assumed.
+  ``[I | ti] · R0_rect · Tr_velo_to_cam · X``), pinhole without distortion (the images are rectified) with
+  ``Pi`` kept as its camera_info projection matrix, ``velodyne``, and ``imu`` when ``Tr_imu_to_velo`` is
+  given. The tracking benchmark's files name the same matrices ``R_rect``, ``Tr_velo_cam``,
+  ``Tr_imu_velo`` (without the colon): read too. base_link is the IMU frame (x forward, y left, z up, as
+  KITTI's OXTS) when it is given, else the Velodyne frame. KITTI's object files carry no image size, and it
+  varies per drive (1224–1242 × 370–376): the size comes from one of the drive's images (``image``) or is
+  given (``size``); nothing is assumed.
+- **KITTI raw data** (the date folder's ``calib_cam_to_cam.txt``: ``calib_time``, ``corner_dist``, per
+  camera ``S_0i K_0i D_0i R_0i T_0i`` (unrectified) and ``S_rect_0i R_rect_0i P_rect_0i``;
+  ``calib_velo_to_cam.txt``: ``R``, ``T``, ``delta_f``, ``delta_c``; ``calib_imu_to_velo.txt``: ``R``,
+  ``T``): the same rig as the object benchmark, read through the same code — ``P_rect_0i`` is ``Pi``,
+  ``R_rect_00`` is ``R0_rect``, ``[R | T]`` of the two other files are ``Tr_velo_to_cam`` and
+  ``Tr_imu_to_velo`` — so the devkit's ``P_rect_0i · R_rect_00 · [R|T]_velo_to_cam · X`` holds. The cameras
+  are the rectified ones (the ``*_sync`` images are rectified), sized ``S_rect_0i``; where an image is given
+  and its size differs, the image wins and the difference is reported. The unrectified calibration (``K_0i
+  D_0i R_0i T_0i``, for the ``*_extract`` images) is not imported. ``calib_time`` is text (kept in the
+  provenance).
 - **OpenCalib** JSON (``<sensor>-intrinsic.json``: ``cam_K``, ``cam_dist`` k1 k2 p1 p2 [k3], declared
   ``img_dist_w/h``; ``<lidar>-to-<camera>-extrinsic.json``: ``sensor_calib``, the 4 × 4 transform of LiDAR
   points into the camera frame): the LiDAR is base_link, the camera hangs off it (``parent`` = the LiDAR).
   Where an image is given and its size differs from the declared one, the image wins and the difference
   is reported (OpenCalib's sample declares 1920 × 1080 for a 1920 × 1200 image).
-- **ROS camera_info YAML** (``image_width``, ``camera_matrix``, ``distortion_model`` plumb_bob or
-  equidistant, …): one camera's intrinsics.
+- **ROS camera_info YAML** (``image_width``, ``camera_matrix``, ``distortion_model`` plumb_bob,
+  rational_polynomial or equidistant, ``distortion_coefficients``, ``rectification_matrix``,
+  ``projection_matrix``): one camera's intrinsics, R and P kept exactly as written (see
+  :mod:`edgefuse.geometry` for what P means here: kept for round trips and rectified-image users, never
+  used to project).
 """
 
 from __future__ import annotations
