@@ -70,7 +70,7 @@ def parse_kitti_calib(text: str, name: str = "<kitti calib>") -> tuple[dict[str,
         if not line.strip():
             continue
         key, sep, rest = line.partition(":")
-        if not sep or " " in key.strip():
+        if not sep:
             key, _sp, rest = line.strip().partition(" ")
         key = key.strip()
         if not rest.strip():
@@ -234,16 +234,15 @@ def kitti_raw_to_calibration(
     def rigid(f: str) -> Transform:
         return Transform(_rotation(need(f, "R", 9), "R", str(files[f])), need(f, "T", 3))
 
-    cc = _CC
-    cams = [i for i in range(4) if f"P_rect_0{i}" in parsed[cc][0]]
+    cams = [i for i in range(4) if f"P_rect_0{i}" in parsed[_CC][0]]
     if not cams:
-        raise CalibImportError(f"{files[cc]}: P_rect_00–P_rect_03: missing ({cc} has {KITTI_RAW_FILES[cc]})")
-    P = {i: (need(cc, f"P_rect_0{i}", 12).reshape(3, 4), f"{files[cc]}: P_rect_0{i}") for i in cams}
+        raise CalibImportError(f"{files[_CC]}: P_rect_00–P_rect_03: missing ({KITTI_RAW_FILES[_CC]})")
+    P = {i: (need(_CC, f"P_rect_0{i}", 12).reshape(3, 4), f"{files[_CC]}: P_rect_0{i}") for i in cams}
     declared = {}
     for i in cams:
-        w, h = need(cc, f"S_rect_0{i}", 2)
+        w, h = need(_CC, f"S_rect_0{i}", 2)
         if w <= 0 or h <= 0 or w != int(w) or h != int(h):
-            raise CalibImportError(f"{files[cc]}: S_rect_0{i}: expected a size in pixels, got {w} {h}")
+            raise CalibImportError(f"{files[_CC]}: S_rect_0{i}: expected a size in pixels, got {w} {h}")
         declared[i] = (int(w), int(h))
     sizes, notes = dict(declared), []
     if image is not None:
@@ -251,10 +250,10 @@ def kitti_raw_to_calibration(
         sizes = dict.fromkeys(cams, size)
         for dsize in sorted({declared[i] for i in cams if declared[i] != size}):
             keys = ", ".join(f"S_rect_0{i}" for i in cams if declared[i] == dsize)
-            notes.append(_size_note(f"{files[cc]}: {keys}", dsize, image, size, "P"))
-    R0 = _rotation(need(cc, "R_rect_00", 9), "R_rect_00", str(files[cc]))
+            notes.append(_size_note(f"{files[_CC]}: {keys}", dsize, image, size, "P"))
+    R0 = _rotation(need(_CC, "R_rect_00", 9), "R_rect_00", str(files[_CC]))
     Ti = rigid(_IV) if _IV in files else None
-    where = files[cc].parent if all(p.parent == files[cc].parent for p in files.values()) else files[cc]
+    where = files[_CC].parent if all(p.parent == files[_CC].parent for p in files.values()) else files[_CC]
     calib = _kitti_rig(P, R0, rigid(_VC), Ti, sizes, f"KITTI raw calibration {where}")
     times = {f: texts["calib_time"] for f, (_d, texts) in parsed.items() if "calib_time" in texts}
     calib.provenance["calib_time"] = times
