@@ -4,10 +4,21 @@ Frames follow ROS REP-103: base_link x forward, y left, z up; camera optical fra
 y down. A transform is named ``T_target_source`` and maps points in ``source`` into ``target``:
 ``p_target = T_target_source.apply(p_source)``. Quaternions are x y z w (ROS order).
 
-Camera models match OpenCV exactly (tests compare against ``cv2.projectPoints`` and
-``cv2.fisheye.projectPoints``):
-- ``pinhole``: radial-tangential (plumb bob) distortion k1 k2 p1 p2 k3,
-- ``fisheye``: equidistant, θ_d = θ(1 + k1θ² + k2θ⁴ + k3θ⁶ + k4θ⁸).
+Camera models match OpenCV exactly (tests compare against ``cv2.projectPoints``,
+``cv2.undistortPoints`` and ``cv2.fisheye.projectPoints``); ROS camera_info ``distortion_model`` names in
+brackets:
+- ``pinhole`` (``plumb_bob``): radial-tangential distortion k1 k2 p1 p2 k3,
+- ``rational`` (``rational_polynomial``): OpenCV's rational model k1 k2 p1 p2 k3 k4 k5 k6, radial factor
+  (1 + k1r² + k2r⁴ + k3r⁶) / (1 + k4r² + k5r⁴ + k6r⁶), tangential terms as plumb bob (``pinhole`` is the
+  case k4 = k5 = k6 = 0, and both share one code path),
+- ``fisheye`` (``equidistant``): θ_d = θ(1 + k1θ² + k2θ⁴ + k3θ⁶ + k4θ⁸).
+
+A camera_info's projection matrix P (3 × 4) and rectification matrix R (3 × 3) are kept when a file gives
+them (``CameraModel.projection`` / ``rectification``) and written back unchanged; without them ``[K | 0]``
+and the identity are written (ROS's monocular defaults). The pipeline never projects with P: points map to
+the *raw* image through K and the distortion (:meth:`CameraModel.project`), and preprocessing undistorts
+with K and the distortion. P and R are for users of rectified images (ROS ``image_proc``'s
+``image_rect``, a stereo pair's baseline in P's fourth column) and for exact round trips.
 """
 
 from __future__ import annotations
@@ -215,21 +226,39 @@ class Transform:
 
 # ---------------------------------------------------------------- cameras
 
-CAMERA_MODELS = ("pinhole", "fisheye")
+CAMERA_MODELS = ("pinhole", "rational", "fisheye")
+#: distortion coefficients of each model (see the module doc)
+DISTORTION_SIZES = {"pinhole": 5, "rational": 8, "fisheye": 4}
+#: each model's ROS camera_info ``distortion_model`` name
+ROS_DISTORTION_MODELS = {"pinhole": "plumb_bob", "rational": "rational_polynomial", "fisheye": "equidistant"}
+
+
+def _optional_matrix(value, shape: tuple[int, int], name: str) -> np.ndarray | None:
+    if value is None:
+        return None
+    m = np.asarray(value, dtype=np.float64)
+    if m.shape != shape or not np.isfinite(m).all():
+        raise ValueError(f"CameraModel.{name}: expected {shape[0]} × {shape[1]} finite numbers, got {m}")
+    return m
 
 
 @dataclass(frozen=True)
 class CameraModel:
     """Intrinsics of one camera, in ROS ``camera_info`` terms.
 
-    ``K`` (3, 3); ``distortion``: 5 values k1 k2 p1 p2 k3 for ``pinhole`` (ROS ``plumb_bob``), 4 values
-    k1 k2 k3 k4 for ``fisheye`` (ROS ``equidistant``); ``width``/``height`` in pixels."""
+    ``K`` (3, 3); ``distortion``: 5 values k1 k2 p1 p2 k3 for ``pinhole`` (ROS ``plumb_bob``), 8 values
+    k1 k2 p1 p2 k3 k4 k5 k6 for ``rational`` (ROS ``rational_polynomial``), 4 values k1 k2 k3 k4 for
+    ``fisheye`` (ROS ``equidistant``); ``width``/``height`` in pixels. ``projection`` (3, 4) and
+    ``rectification`` (3, 3): a camera_info's P and R as a file gave them (None: not given; see the module
+    doc — projection never uses them)."""
 
     width: int
     height: int
     K: np.ndarray
     distortion: np.ndarray
     model: str = "pinhole"
+    projection: np.ndarray | None = None
+    rectification: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.model not in CAMERA_MODELS:
@@ -238,7 +267,7 @@ class CameraModel:
         if K.shape != (3, 3):
             raise ValueError(f"CameraModel.K: expected shape (3, 3), got {K.shape}")
         d = np.asarray(self.distortion, dtype=np.float64).reshape(-1)
-        n = 5 if self.model == "pinhole" else 4
+        n = DISTORTION_SIZES[self.model]
         if d.shape != (n,):
             raise ValueError(
                 f"CameraModel.distortion: expected {n} values for {self.model}, got {d.shape[0]}"
@@ -249,6 +278,8 @@ class CameraModel:
         object.__setattr__(self, "distortion", d)
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
+        for name, shape in (("projection", (3, 4)), ("rectification", (3, 3))):
+            object.__setattr__(self, name, _optional_matrix(getattr(self, name), shape, name))
 
     @staticmethod
     def from_fov(width: int, height: int, hfov_rad: float, distortion=None, model: str = "pinhole"):
@@ -256,29 +287,39 @@ class CameraModel:
         f = (width / 2.0) / np.tan(hfov_rad / 2.0)
         K = np.array([[f, 0, (width - 1) / 2.0], [0, f, (height - 1) / 2.0], [0, 0, 1]])
         if distortion is None:
-            distortion = np.zeros(5 if model == "pinhole" else 4)
+            distortion = np.zeros(DISTORTION_SIZES.get(model, 5))
         return CameraModel(width, height, K, distortion, model)
+
+    def projection_matrix(self) -> np.ndarray:
+        """(3, 4) P: the one a file gave, else ``[K | 0]`` (ROS's monocular default)."""
+        if self.projection is not None:
+            return self.projection.copy()
+        return np.hstack([self.K, np.zeros((3, 1))])
+
+    def rectification_matrix(self) -> np.ndarray:
+        """(3, 3) R: the one a file gave, else the identity (ROS's monocular default)."""
+        return np.eye(3) if self.rectification is None else self.rectification.copy()
 
     def resized(self, width: int, height: int) -> CameraModel:
         """The same camera read out at ``width``×``height`` pixels (the whole sensor scaled, as binning
-        does): K scaled per axis with pixel centres kept (``c' = (c + 0.5)·s − 0.5``, ``f' = f·s``), the
-        distortion (in normalized coordinates) unchanged."""
+        does): K (and a given P) scaled per axis with pixel centres kept (``c' = (c + 0.5)·s − 0.5``,
+        ``f' = f·s``), the distortion (in normalized coordinates) and R unchanged."""
         sx, sy = width / self.width, height / self.height
-        K = self.K.copy()
-        K[0, 0] *= sx
-        K[0, 1] *= sx
-        K[1, 1] *= sy
-        K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-        K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-        return CameraModel(width, height, K, self.distortion, self.model)
+        A = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+        P = None if self.projection is None else A @ self.projection
+        return CameraModel(width, height, A @ self.K, self.distortion, self.model, P, self.rectification)
+
+    def _rational_coefficients(self) -> np.ndarray:
+        """k1 k2 p1 p2 k3 k4 k5 k6 of a ``pinhole`` (k4 = k5 = k6 = 0) or ``rational`` camera."""
+        return np.concatenate([self.distortion, np.zeros(8 - self.distortion.size)])
 
     def distort_normalized(self, xy: np.ndarray) -> np.ndarray:
         """(N, 2) ideal normalized coordinates (x/z, y/z) → (N, 2) distorted normalized coordinates."""
         x, y = xy[:, 0], xy[:, 1]
-        if self.model == "pinhole":
-            k1, k2, p1, p2, k3 = self.distortion
+        if self.model != "fisheye":
+            k1, k2, p1, p2, k3, k4, k5, k6 = self._rational_coefficients()
             r2 = x * x + y * y
-            radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+            radial = (1 + k1 * r2 + k2 * r2**2 + k3 * r2**3) / (1 + k4 * r2 + k5 * r2**2 + k6 * r2**3)
             xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
             yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
             return np.stack([xd, yd], axis=1)
@@ -313,15 +354,16 @@ class CameraModel:
     def undistort_normalized(self, uv: np.ndarray, iterations: int = 20) -> np.ndarray:
         """(N, 2) distorted pixels → (N, 2) ideal normalized coordinates (x/z, y/z).
 
-        pinhole: OpenCV's fixed-point iteration x = (x_d − tangential(x)) / radial(x); fisheye: Newton on
-        θ_d = θ(1 + k1θ² + …), as ``cv2.fisheye.undistortPoints``."""
+        pinhole and rational: OpenCV's fixed-point iteration x = (x_d − tangential(x)) / radial(x), as
+        ``cv2.undistortPoints``; fisheye: Newton on θ_d = θ(1 + k1θ² + …), as
+        ``cv2.fisheye.undistortPoints``."""
         d = (np.asarray(uv, dtype=np.float64) - self.K[:2, 2]) @ np.linalg.inv(self.K[:2, :2]).T
-        if self.model == "pinhole":
-            k1, k2, p1, p2, k3 = self.distortion
+        if self.model != "fisheye":
+            k1, k2, p1, p2, k3, k4, k5, k6 = self._rational_coefficients()
             x, y = d[:, 0].copy(), d[:, 1].copy()
             for _ in range(iterations):
                 r2 = x * x + y * y
-                radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+                radial = (1 + k1 * r2 + k2 * r2**2 + k3 * r2**3) / (1 + k4 * r2 + k5 * r2**2 + k6 * r2**3)
                 dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
                 dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
                 x = (d[:, 0] - dx) / radial

@@ -24,14 +24,14 @@ import numpy as np
 import yaml
 
 from edgefuse.errors import InputError
-from edgefuse.geometry import CameraModel, Transform
+from edgefuse.geometry import DISTORTION_SIZES, ROS_DISTORTION_MODELS, CameraModel, Transform
 
 FORMAT_VERSION = 1
 #: Velodyne packets stamp µs past the top of the hour: their raw stamps wrap every hour.
 HOUR_NS = 3_600_000_000_000
 SENSOR_KINDS = ("camera", "lidar", "radar", "odometry", "imu", "gnss")
-# ROS camera_info distortion_model names ↔ our camera model names
-_ROS_MODELS = {"plumb_bob": "pinhole", "rational_polynomial": None, "equidistant": "fisheye"}
+# ROS camera_info distortion_model names → our camera model names
+_ROS_MODELS = {ros: ours for ours, ros in ROS_DISTORTION_MODELS.items()}
 
 
 class RigFileError(InputError):
@@ -374,17 +374,27 @@ def camera_from_ros(ctx: YamlChecker, node: Any, key: str) -> CameraModel:
     ros_model = ctx.get(node, key, "distortion_model", str, "plumb_bob")
     model = _ROS_MODELS.get(ros_model)
     if model is None:
-        ctx.fail(f"{key}.distortion_model", f"expected 'plumb_bob' or 'equidistant', got {ros_model!r}")
+        ctx.fail(f"{key}.distortion_model", f"expected one of {list(_ROS_MODELS)}, got {ros_model!r}")
     cm = ctx.mapping(ctx.get(node, key, "camera_matrix", dict), f"{key}.camera_matrix")
     K = ctx.numbers(cm, f"{key}.camera_matrix", "data", 9).reshape(3, 3)
     if K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] != 1.0:
         ctx.fail(
             f"{key}.camera_matrix.data", f"expected fx > 0, fy > 0 and K[2][2] = 1, got {K.ravel().tolist()}"
         )
-    n = 5 if model == "pinhole" else 4
     dc = ctx.mapping(ctx.get(node, key, "distortion_coefficients", dict), f"{key}.distortion_coefficients")
-    dist = ctx.numbers(dc, f"{key}.distortion_coefficients", "data", n)
-    return CameraModel(width, height, K, dist, model)
+    dist = ctx.numbers(dc, f"{key}.distortion_coefficients", "data", DISTORTION_SIZES[model])
+    P = _optional_ros_matrix(ctx, node, key, "projection_matrix", (3, 4))
+    R = _optional_ros_matrix(ctx, node, key, "rectification_matrix", (3, 3))
+    return CameraModel(width, height, K, dist, model, P, R)
+
+
+def _optional_ros_matrix(ctx: YamlChecker, node: dict, key: str, name: str, shape: tuple[int, int]):
+    """A camera_info matrix (``{rows, cols, data}``) the file may leave out: (rows, cols) numbers, kept as
+    written (None when absent)."""
+    if name not in node:
+        return None
+    m = ctx.mapping(ctx.get(node, key, name, dict), f"{key}.{name}")
+    return ctx.numbers(m, f"{key}.{name}", "data", shape[0] * shape[1]).reshape(shape)
 
 
 def _load_extrinsic(ctx: YamlChecker, node: Any, key: str) -> Transform:
@@ -458,22 +468,23 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
     return calib
 
 
+def _ros_matrix(m: np.ndarray) -> dict:
+    """A matrix as camera_info writes one: ``{rows, cols, data}`` (row-major floats)."""
+    m = np.atleast_2d(m)
+    return {"rows": m.shape[0], "cols": m.shape[1], "data": [float(v) for v in m.ravel()]}
+
+
 def camera_to_ros(cam: CameraModel, name: str = "") -> dict:
-    """A camera as a ROS camera_info YAML mapping (also the per-camera block of our calibration file)."""
-    P = np.zeros((3, 4))
-    P[:, :3] = cam.K
+    """A camera as a ROS camera_info YAML mapping (also the per-camera block of our calibration file): R and
+    P as the camera was given them, else the identity and ``[K | 0]``."""
     out = {
         "image_width": cam.width,
         "image_height": cam.height,
-        "distortion_model": "plumb_bob" if cam.model == "pinhole" else "equidistant",
-        "camera_matrix": {"rows": 3, "cols": 3, "data": [float(v) for v in cam.K.ravel()]},
-        "distortion_coefficients": {
-            "rows": 1,
-            "cols": len(cam.distortion),
-            "data": [float(v) for v in cam.distortion],
-        },
-        "rectification_matrix": {"rows": 3, "cols": 3, "data": [float(v) for v in np.eye(3).ravel()]},
-        "projection_matrix": {"rows": 3, "cols": 4, "data": [float(v) for v in P.ravel()]},
+        "distortion_model": ROS_DISTORTION_MODELS[cam.model],
+        "camera_matrix": _ros_matrix(cam.K),
+        "distortion_coefficients": _ros_matrix(cam.distortion),
+        "rectification_matrix": _ros_matrix(cam.rectification_matrix()),
+        "projection_matrix": _ros_matrix(cam.projection_matrix()),
     }
     if name:
         out["camera_name"] = name

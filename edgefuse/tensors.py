@@ -260,13 +260,13 @@ class ImagePreprocessor:
         # intrinsics of the source image as it was decoded (a reduced JPEG decode scales them)
         K_src = cam.resized(src_w, src_h).K
         K_out = self.output_K(cam)
-        if cam.model == "pinhole":
-            m1, m2 = cv2.initUndistortRectifyMap(
-                K_src, cam.distortion, None, K_out, (self.w, self.h), cv2.CV_16SC2
-            )
-        else:
+        if cam.model == "fisheye":
             m1, m2 = cv2.fisheye.initUndistortRectifyMap(
                 K_src, cam.distortion.reshape(4, 1), np.eye(3), K_out, (self.w, self.h), cv2.CV_16SC2
+            )
+        else:  # pinhole (5 coefficients) or rational (8): OpenCV takes the model from the count
+            m1, m2 = cv2.initUndistortRectifyMap(
+                K_src, cam.distortion, None, K_out, (self.w, self.h), cv2.CV_16SC2
             )
         t = _CameraTable(m1, m2, K_out)
         self._tables[key] = t

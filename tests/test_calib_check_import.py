@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -213,7 +214,8 @@ def test_cli_import_kitti_then_check_loads(tmp_path, capsys):
     "line,match",
     [
         ("P2: 1 2 3", "P2: expected 12 numbers"),
-        ("P2 1 2", "expected 'KEY: numbers'"),
+        ("P2 1 2", "P2: expected 12 numbers"),  # no colon, as the tracking files write R_rect: read as P2
+        ("P2:", "expected 'KEY: numbers'"),
         ("P2: a b", "expected numbers"),
     ],
 )
@@ -262,10 +264,15 @@ def test_camera_info_import_into_existing_calibration(tmp_path, capsys):
     c = load_calibration(out)
     assert set(c.cameras) == {"cam_front", "cam_rear"} and c.cameras["cam_rear"].width == 640
     assert (tmp_path / "calib.yaml.bak").is_file()
-    info["distortion_model"] = "rational_polynomial"
+    info["distortion_model"] = "kannala_brandt"
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(info))
     rc = main(["calibrate", "import", "--from", "camera_info", str(tmp_path / "bad.yaml"), "--out", str(out)])
-    assert rc == 2 and "distortion_model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "distortion_model: expected one of ['plumb_bob', 'rational_polynomial'" in err
+    info["distortion_model"] = "rational_polynomial"  # with plumb bob's 5 coefficients
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(info))
+    rc = main(["calibrate", "import", "--from", "camera_info", str(tmp_path / "bad.yaml"), "--out", str(out)])
+    assert rc == 2 and "distortion_coefficients.data: expected a list of 8 numbers" in capsys.readouterr().err
 
 
 def test_camera_info_never_silently_changes_an_existing_cameras_resolution(tmp_path, capsys):
@@ -286,3 +293,60 @@ def test_camera_info_never_silently_changes_an_existing_cameras_resolution(tmp_p
     assert out.read_bytes() == before
     assert main([*args, "--force"]) == 0
     assert load_calibration(out).cameras["cam_front"].width == 640
+
+
+CAMERA_INFO = Path(__file__).parent / "data" / "camera_info"
+
+
+@pytest.mark.parametrize("name", ["tier4_edge_auto_camera0.yaml", "handwritten_rational_stereo_right.yaml"])
+def test_camera_info_round_trip_keeps_p_and_r(tmp_path, name, capsys):
+    """camera_info → ``calibrate import`` → calibration file → load → camera_info again: P, R, K, the
+    distortion model and its coefficients come back exactly as the file wrote them (the real file's P is
+    not [K | 0]; the hand-written stereo right camera's R is a rotation and its P holds the baseline)."""
+    src = yaml.safe_load((CAMERA_INFO / name).read_text())
+    keys = ("camera_matrix", "distortion_coefficients", "rectification_matrix", "projection_matrix")
+    data = {k: np.array(src[k]["data"], float) for k in keys}
+    P, K = data["projection_matrix"].reshape(3, 4), data["camera_matrix"].reshape(3, 3)
+    assert not np.array_equal(P[:, :3], K)
+    out = tmp_path / "calib.yaml"
+    rc = main(["calibrate", "import", "--from", "camera_info", str(CAMERA_INFO / name), "--out", str(out),
+               "--camera", "cam", "--json"])  # fmt: skip
+    assert rc == 0, capsys.readouterr()
+    cam = load_calibration(out).cameras["cam"]
+    np.testing.assert_array_equal(cam.projection, P)
+    np.testing.assert_array_equal(cam.rectification, data["rectification_matrix"].reshape(3, 3))
+    block = yaml.safe_load(out.read_text())["cameras"]["cam"]
+    assert block["distortion_model"] == src["distortion_model"]
+    for key, want in data.items():
+        np.testing.assert_array_equal(block[key]["data"], want, err_msg=key)
+    assert (block["projection_matrix"]["rows"], block["projection_matrix"]["cols"]) == (3, 4)
+    save_calibration(load_calibration(out), tmp_path / "again.yaml")  # and once more through the loader
+    assert yaml.safe_load((tmp_path / "again.yaml").read_text())["cameras"]["cam"] == block
+
+
+def test_rational_camera_info_projects_like_opencv():
+    """The hand-written rational_polynomial file: our projection of points through its K and 8 coefficients
+    is OpenCV's (``cv2.projectPoints`` with the file's numbers, read by PyYAML here)."""
+    name = "handwritten_rational_stereo_right.yaml"
+    cam, cam_name = camera_info_to_camera(CAMERA_INFO / name)
+    assert (cam.model, cam_name) == ("rational", "wide_stereo/right")
+    src = yaml.safe_load((CAMERA_INFO / name).read_text())
+    K = np.array(src["camera_matrix"]["data"], float).reshape(3, 3)
+    D = np.array([float(v) for v in src["distortion_coefficients"]["data"]])
+    pts = np.column_stack([np.linspace(-8, 8, 9), np.linspace(-3, 4, 9), np.linspace(4, 20, 9)])
+    ref, _ = cv2.projectPoints(pts, np.zeros(3), np.zeros(3), K, D)
+    np.testing.assert_allclose(cam.project(pts)[0], ref.reshape(-1, 2), atol=1e-6)
+
+
+def test_camera_info_without_p_and_r_writes_k_and_the_identity(tmp_path):
+    info = {"image_width": 640, "image_height": 480, "distortion_model": "plumb_bob",
+            "camera_matrix": {"rows": 3, "cols": 3, "data": [430.2, 0, 306.7, 0, 429.9, 247.1, 0, 0, 1]},
+            "distortion_coefficients": {"rows": 1, "cols": 5, "data": [-0.33, 0.11, 0.001, -5e-4, 0.0]},
+            }  # fmt: skip
+    (tmp_path / "info.yaml").write_text(yaml.safe_dump(info))
+    out = tmp_path / "calib.yaml"
+    assert main(["calibrate", "import", "--from", "camera_info", str(tmp_path / "info.yaml"),
+                 "--out", str(out)]) == 0  # fmt: skip
+    block = yaml.safe_load(out.read_text())["cameras"]["info"]
+    assert block["projection_matrix"]["data"] == [430.2, 0, 306.7, 0, 0, 429.9, 247.1, 0, 0, 0, 1, 0]
+    assert block["rectification_matrix"]["data"] == [1, 0, 0, 0, 1, 0, 0, 0, 1]

@@ -11,7 +11,7 @@ import yaml
 
 from edgefuse.calib.boards import BoardSpecError, Corners, parse_board
 from edgefuse.calib.common import CalibrationError
-from edgefuse.calib.intrinsics import View, calibrate_intrinsics, detect_views
+from edgefuse.calib.intrinsics import View, calibrate_intrinsics, detect_views, intrinsics_gates
 from edgefuse.calib.simdata import intrinsics_views
 from edgefuse.cli import main
 from edgefuse.sim.rig import sim_camera
@@ -77,6 +77,59 @@ def test_fisheye_accuracy_against_sim_truth():
     r = calibrate_intrinsics(views, parse_board(BOARD), size, "fisheye")
     assert r.camera.model == "fisheye"
     _check_accuracy(r.camera, sim_camera("fisheye"))
+
+
+def test_rational_model_fits_a_wide_lens_like_opencv():
+    """``--model rational`` on the simulator's wide (equidistant) lens: the same corners straight through
+    cv2.calibrateCamera with CALIB_RATIONAL_MODEL give the same K and 8 coefficients, focal length and
+    principal point are the true camera's, and the quality gates pass."""
+    imgs = intrinsics_views("fisheye", 14, seed=2)
+    views, _missing, size = detect_views(imgs, parse_board(BOARD), progress=False)
+    r = calibrate_intrinsics(views, parse_board(BOARD), size, "rational")
+    assert r.camera.model == "rational" and r.camera.distortion.shape == (8,) and not r.rejected
+    assert set(r.std) == {"fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"}
+    c, rws = 7, 5
+    grid = np.zeros((c * rws, 3), np.float32)
+    grid[:, 0] = np.tile(np.arange(c), rws) * 0.1
+    grid[:, 1] = np.repeat(np.arange(rws), c) * 0.1
+    _rms, K, dist, _, _ = cv2.calibrateCamera(
+        [grid] * len(views), [v.corners.uv.astype(np.float32) for v in views], size, None, None,
+        flags=cv2.CALIB_RATIONAL_MODEL,
+    )  # fmt: skip
+    np.testing.assert_allclose(r.camera.K, K, rtol=1e-4, atol=0.05)
+    np.testing.assert_allclose(r.camera.distortion, dist.ravel()[:8], atol=1e-3)
+    _check_accuracy(r.camera, sim_camera("fisheye"))
+    assert r.rms < 0.5
+    assert all(g.ok for g in intrinsics_gates(r, 1.0)), [g.line() for g in intrinsics_gates(r, 1.0)]
+
+
+def test_rational_fit_of_a_mild_lens_with_a_pole_in_the_image_is_refused(pinhole_views):
+    """The simulator's mild plumb-bob lens under-determines the rational model: OpenCV's fit puts a pole
+    (numerator and denominator crossing zero together) inside the image, just past the boards' reach.
+    Its reprojection error is low, but the undistorted image would fold over there: the gate refuses."""
+    _imgs, views, _missing, size = pinhole_views
+    r = calibrate_intrinsics(views, parse_board(BOARD), size, "rational")
+    assert r.rms < 0.5
+    failed = [g.name for g in intrinsics_gates(r, 1.0) if not g.ok]
+    assert failed == ["distortion slope to the image corner"]
+
+
+def test_rational_gate_is_the_lens_not_the_coefficient_size():
+    """A rational fit's coefficients may be large and cancel (a depth camera's factory magnitudes): that
+    passes; one whose distortion folds back before the image corner does not."""
+    from edgefuse.calib.intrinsics import IntrinsicsResult
+    from edgefuse.geometry import CameraModel
+
+    K = np.array([[202.6, 0, 124.3], [0, 202.6, 127.3], [0, 0, 1]])
+    names = [f"v{k}" for k in range(12)]
+
+    def failed(dist):
+        cam = CameraModel(250, 250, K, dist, "rational")
+        res = IntrinsicsResult(cam, 0.2, dict.fromkeys(names, 0.2), names, {})
+        return {g.name for g in intrinsics_gates(res, 1.0) if not g.ok}
+
+    assert failed([-3.5, -38.6, 3e-4, -1e-4, 286.4, -3.6, -36.7, 279.1]) == set()
+    assert failed([-0.9, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]) == {"distortion slope to the image corner"}
 
 
 @pytest.mark.slow

@@ -89,15 +89,23 @@ def _random_points(rng, n=200, half_fov=0.6):
     )
 
 
-def test_pinhole_projection_matches_opencv():
-    rng = np.random.default_rng(0)
-    cam = CameraModel(
-        1280,
-        720,
-        np.array([[900.0, 0, 641.5], [0, 905.0, 358.2], [0, 0, 1]]),
-        [-0.28, 0.09, 1e-3, -5e-4, -0.01],
-    )
-    pts = _random_points(rng)
+#: a wide lens in OpenCV's rational model (k1 k2 p1 p2 k3 k4 k5 k6; the magnitudes of a depth camera's
+#: factory calibration: numerator and denominator nearly cancel)
+RATIONAL = CameraModel(
+    640, 480, np.array([[381.2, 0, 318.9], [0, 381.2, 233.9], [0, 0, 1]]),
+    [0.452, 0.274, -1.1e-4, 1.5e-4, 0.028, 0.818, 0.358, 0.109], "rational",
+)  # fmt: skip
+
+
+PINHOLE = CameraModel(
+    1280, 720, np.array([[900.0, 0, 641.5], [0, 905.0, 358.2], [0, 0, 1]]), [-0.28, 0.09, 1e-3, -5e-4, -0.01]
+)
+
+
+@pytest.mark.parametrize("cam,half_fov", [(PINHOLE, 0.6), (RATIONAL, 0.8)], ids=["pinhole", "rational"])
+def test_projection_matches_opencv(cam, half_fov):
+    """OpenCV takes the model from the count: 5 coefficients plumb bob, 8 its rational model."""
+    pts = _random_points(np.random.default_rng(0), half_fov=half_fov)
     uv, z = cam.project(pts)
     ref, _ = cv2.projectPoints(pts, np.zeros(3), np.zeros(3), cam.K, cam.distortion)
     np.testing.assert_allclose(uv, ref.reshape(-1, 2), atol=1e-6)
@@ -119,10 +127,11 @@ def test_fisheye_projection_matches_opencv():
     np.testing.assert_allclose(uv, ref.reshape(-1, 2), atol=1e-6)
 
 
-@pytest.mark.parametrize("model", ["pinhole", "fisheye"])
+@pytest.mark.parametrize("model", ["pinhole", "rational", "fisheye"])
 def test_rays_invert_projection(model):
     rng = np.random.default_rng(2)
-    dist = [-0.2, 0.05, 0.0, 0.0, 0.0] if model == "pinhole" else [0.03, -0.01, 0.0, 0.0]
+    dist = {"pinhole": [-0.2, 0.05, 0.0, 0.0, 0.0], "rational": [0.4, 0.2, 1e-4, -2e-4, 0.03, 0.75, 0.3, 0.1],
+            "fisheye": [0.03, -0.01, 0.0, 0.0]}[model]  # fmt: skip
     cam = CameraModel(1280, 720, np.array([[800.0, 0, 640], [0, 800.0, 360], [0, 0, 1]]), dist, model)
     pts = _random_points(rng)
     uv, _ = cam.project(pts)
@@ -130,11 +139,17 @@ def test_rays_invert_projection(model):
     np.testing.assert_allclose(rays, pts / np.linalg.norm(pts, axis=1, keepdims=True), atol=1e-7)
 
 
-def test_pinhole_undistort_matches_opencv():
-    cam = CameraModel(
-        1280, 720, np.array([[900.0, 0, 640], [0, 900.0, 360], [0, 0, 1]]), [-0.25, 0.07, 0.001, 0.0, 0.0]
-    )
-    uv = np.array([[100.0, 80.0], [640.0, 360.0], [1200.0, 700.0]])
+@pytest.mark.parametrize(
+    "cam,uv",
+    [
+        (CameraModel(1280, 720, np.array([[900.0, 0, 640], [0, 900.0, 360], [0, 0, 1]]),
+                     [-0.25, 0.07, 0.001, 0.0, 0.0]), [[100.0, 80.0], [640.0, 360.0], [1200.0, 700.0]]),
+        (RATIONAL, [[5.0, 4.0], [100.0, 80.0], [318.9, 233.9], [600.0, 300.0], [630.0, 470.0]]),
+    ],
+    ids=["pinhole", "rational"],
+)  # fmt: skip
+def test_undistort_matches_opencv(cam, uv):
+    uv = np.array(uv)
     ref = cv2.undistortPoints(
         uv.reshape(-1, 1, 2),
         cam.K,
@@ -155,6 +170,10 @@ def test_points_behind_camera_do_not_project():
 def test_camera_model_validates():
     with pytest.raises(ValueError, match="5 values for pinhole"):
         CameraModel(640, 480, np.eye(3), [0.0] * 4)
+    with pytest.raises(ValueError, match="8 values for rational"):
+        CameraModel(640, 480, np.eye(3), [0.0] * 5, model="rational")
+    with pytest.raises(ValueError, match="projection: expected 3 × 4"):
+        CameraModel(640, 480, np.eye(3), [0.0] * 5, projection=np.eye(3))
     with pytest.raises(ValueError, match="one of"):
         CameraModel(640, 480, np.eye(3), [0.0] * 5, model="orthographic")
 
@@ -166,3 +185,20 @@ def test_batch_rotations_equal_the_single_ones():
     rv[0] = 0.0
     np.testing.assert_allclose(quats_to_matrices(q), [quat_to_matrix(x) for x in q], atol=1e-12)
     np.testing.assert_allclose(rotvecs_to_matrices(rv), [rotvec_to_matrix(x) for x in rv], atol=1e-12)
+
+
+def test_resized_camera_keeps_a_given_projection_matrix_consistent():
+    """A stereo right camera's P (baseline in its fourth column) read out at half size: a point projected
+    through the new P lands where the pixel-centre rule puts the old pixel (u' = (u + 0.5)·s − 0.5)."""
+    K = np.array([[700.0, 0, 611.5], [0, 702.0, 180.2], [0, 0, 1]])
+    P = np.hstack([K, [[-700.0 * 0.54], [0.0], [0.0]]])
+    cam = CameraModel(1242, 375, K, np.zeros(5), projection=P, rectification=rotvec_to_matrix([0, 0.01, 0]))
+    half = cam.resized(621, 188)
+    X = np.array([[3.0, -1.0, 20.0, 1.0], [-5.0, 0.5, 8.0, 1.0]])
+    y, y_half = X @ P.T, X @ half.projection.T
+    uv, uv_half = y[:, :2] / y[:, 2:], y_half[:, :2] / y_half[:, 2:]
+    np.testing.assert_allclose(uv_half, (uv + 0.5) * [621 / 1242, 188 / 375] - 0.5, atol=1e-9)
+    np.testing.assert_array_equal(half.rectification, cam.rectification)
+    plain = CameraModel(1242, 375, K, np.zeros(5))  # none given: [K | 0] and the identity
+    np.testing.assert_array_equal(plain.projection_matrix(), np.hstack([K, np.zeros((3, 1))]))
+    np.testing.assert_array_equal(plain.rectification_matrix(), np.eye(3))

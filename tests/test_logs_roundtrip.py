@@ -398,6 +398,27 @@ def test_calibration_travels_with_the_log(recorded):
                 assert list(d.p) == [800.0, 0, 640.5, 0, 0, 790.0, 360.25, 0, 0, 0, 1, 0]
 
 
+def test_camera_info_carries_a_rational_lens_and_the_given_r_and_p(tmp_path):
+    """A stereo right camera in OpenCV's rational model with its own R and P (baseline in P's fourth
+    column): the log's CameraInfo says rational_polynomial and carries D, R and P as given (decoded by
+    mcap_ros2)."""
+    K = np.array([[700.0, 0, 620.5], [0, 701.0, 187.5], [0, 0, 1]])
+    R = Transform.from_rpy([0, 0, 0], 0.01, -0.02, 0.003).rotation
+    P = np.array([[705.0, 0, 611.0, -380.7], [0, 705.0, 180.0, 0], [0, 0, 1, 0]])
+    D = [0.45, 0.27, -1e-4, 1.5e-4, 0.03, 0.82, 0.36, 0.11]
+    cam = CameraModel(1242, 375, K, D, "rational", projection=P, rectification=R)
+    calib = Calibration(cameras={"cam1": cam}, extrinsics={"cam1": Transform.identity()})
+    path = tmp_path / "r.mcap"
+    with Recorder(path, clock=FakeClock()) as rec:
+        rec.write_calibration(calib)
+        rec.write(sample_messages()[0])
+    with open(path, "rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        (d,) = [d for _, _, _, d in reader.iter_decoded_messages(topics=["/cam1/camera_info"])]
+    assert d.distortion_model == "rational_polynomial" and list(d.d) == D
+    assert list(d.r) == R.ravel().tolist() and list(d.p) == P.ravel().tolist()
+
+
 def test_topic_and_time_range_selection(recorded):
     path, msgs, topics = recorded
     r = LogReader(path)

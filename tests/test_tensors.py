@@ -93,15 +93,13 @@ def test_voxelizer_empty_and_bad_input():
 # ---------------------------------------------------------------- images
 
 
-@pytest.mark.parametrize("model", ["pinhole", "fisheye"])
+@pytest.mark.parametrize("model", ["pinhole", "rational", "fisheye"])
 def test_remap_table_matches_opencv_projection(model):
-    if model == "pinhole":
+    if model != "fisheye":
+        dist = {"pinhole": [-0.06, 0.012, 0.001, -0.0005, 0.0],  # rational: k1 k2 p1 p2 k3 k4 k5 k6
+                "rational": [0.35, 0.07, 0.001, -0.0005, 0.002, 0.42, 0.09, 0.004]}[model]  # fmt: skip
         cam = CameraModel(
-            1280,
-            720,
-            np.array([[800.0, 0, 643.5], [0, 805.0, 361.25], [0, 0, 1]]),
-            np.array([-0.06, 0.012, 0.001, -0.0005, 0.0]),
-            "pinhole",
+            1280, 720, np.array([[800.0, 0, 643.5], [0, 805.0, 361.25], [0, 0, 1]]), np.array(dist), model
         )
     else:
         cam = CameraModel(
@@ -118,7 +116,7 @@ def test_remap_table_matches_opencv_projection(model):
         ys, xs = np.mgrid[20:340:37, 30:620:41]
         # output pixel → ray through K' (no distortion) → OpenCV projects it with the real lens
         xy = np.linalg.solve(t.K, np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])).T
-        if model == "pinhole":
+        if model != "fisheye":  # OpenCV: 5 coefficients plumb bob, 8 its rational model
             uv, _ = cv2.projectPoints(xy.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), cam.K, cam.distortion)
         else:
             uv, _ = cv2.fisheye.projectPoints(

@@ -87,7 +87,8 @@ def check_frame(
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     edges = cv2.Canny(cv2.GaussianBlur(gray, (3, 3), 0), 40, 120)
     dist = cv2.distanceTransform((edges == 0).astype(np.uint8), cv2.DIST_L2, 5)
-    d = dist[px[is_edge, 1], px[is_edge, 0]]
+    # an image without edges (blank, overexposed) has no distance: count it as the image diagonal away
+    d = np.minimum(dist[px[is_edge, 1], px[is_edge, 0]], np.float32(np.hypot(w, h)))
     score = float(np.mean(np.exp(-(d**2) / (2 * sigma_px**2)))) if len(d) else 0.0
     return CheckResult(int(len(z)), score, int(len(d)), float(np.mean(d)) if len(d) else float("nan"), uv, z)
 

@@ -378,13 +378,15 @@ def run_import(
     height: int | None = None,
     force: bool = False,
 ) -> dict:
-    """`calibrate import`: a KITTI, OpenCalib or ROS camera_info calibration → our calibration YAML.
-    ``image``: one of the camera's images, whose size the camera takes (KITTI files have none; where a
-    file declares one and the image differs, the image wins and the report says so)."""
+    """`calibrate import`: a KITTI (object/tracking or raw), OpenCalib or ROS camera_info calibration → our
+    calibration YAML. ``image``: one of the camera's images, whose size the camera takes (KITTI object
+    files have none; where a file declares one and the image differs, the image wins and the report says
+    so). ``kitti-raw``: a raw drive's calibration folder (or a drive folder below it), or its files."""
     from edgefuse.calib.common import update_calibration_file
     from edgefuse.calib.importers import (
         camera_info_to_camera,
         image_size,
+        kitti_raw_to_calibration,
         kitti_to_calibration,
         opencalib_to_calibration,
     )
@@ -393,14 +395,18 @@ def run_import(
 
     srcs = [Path(f) for f in files]
     for src in srcs:
-        if not src.is_file():
+        if not (src.is_file() or (source == "kitti-raw" and src.is_dir())):
             raise InputError(f"{src}: file not found")
-    want = {"kitti": 1, "camera_info": 1, "opencalib": 2}[source]
-    if len(srcs) != want:
-        what = "INTRINSIC.json EXTRINSIC.json" if source == "opencalib" else "one file"
+    fewest, most = {"kitti": (1, 1), "camera_info": (1, 1), "opencalib": (2, 2), "kitti-raw": (1, 3)}[source]
+    if not fewest <= len(srcs) <= most:
+        what = {"opencalib": "INTRINSIC.json EXTRINSIC.json", "kitti-raw": "the calibration folder or its "
+                "calib_*.txt files"}.get(source, "one file")  # fmt: skip
         raise InputError(f"calibrate import --from {source}: expected {what}, got {len(srcs)} file(s)")
+    if source != "kitti" and (width or height):
+        raise InputError(f"calibrate import --from {source}: --width/--height are for KITTI object files, "
+                         "which carry no image size; --image gives one of the camera's images")  # fmt: skip
     out = Path(out)
-    if source in ("kitti", "opencalib"):
+    if source in ("kitti", "kitti-raw", "opencalib"):
         notes: list[str] = []
         if source == "kitti":
             if image is not None:
@@ -414,6 +420,8 @@ def run_import(
                     "--width/--height)"
                 )
             calib = kitti_to_calibration(srcs[0].read_text(encoding="utf-8"), str(srcs[0]), size)
+        elif source == "kitti-raw":
+            calib, notes = kitti_raw_to_calibration(srcs, image)
         else:
             calib, notes = opencalib_to_calibration(srcs[0], srcs[1], image)
         if out.exists():

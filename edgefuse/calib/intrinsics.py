@@ -1,7 +1,9 @@
-"""Camera intrinsics from board views: pinhole (k1 k2 p1 p2 k3) and fisheye (equidistant k1..k4).
+"""Camera intrinsics from board views: pinhole (k1 k2 p1 p2 k3), rational (OpenCV's rational model,
+k1 k2 p1 p2 k3 k4 k5 k6) and fisheye (equidistant k1..k4).
 
 Core (pure): :func:`detect_views` finds the board in images, :func:`calibrate_intrinsics` fits the camera
-with OpenCV (``cv2.calibrateCamera`` / ``cv2.fisheye.calibrate``), computes per-view RMS reprojection
+with OpenCV (``cv2.calibrateCamera``, with ``CALIB_RATIONAL_MODEL`` for rational / ``cv2.fisheye.calibrate``),
+computes per-view RMS reprojection
 errors, rejects bad views (RMS over ``max(reject_factor × median, reject_floor_px)``) and refits, and checks
 the view set for the classic failure modes (no board found, too few views, all boards parallel, images of
 different sizes) with messages that say what to capture next.
@@ -22,7 +24,7 @@ import yaml
 
 from edgefuse.calib.boards import BoardSpec, Corners, detect_corners
 from edgefuse.calib.common import CalibrationError, Gate
-from edgefuse.geometry import CameraModel, rotvec_to_matrix
+from edgefuse.geometry import CAMERA_MODELS, DISTORTION_SIZES, CameraModel, rotvec_to_matrix
 from edgefuse.rig import camera_to_ros
 
 #: fewest views a fit accepts (each view gives 8 constraints for 6 pose unknowns; 5 views are a minimum
@@ -46,8 +48,8 @@ class IntrinsicsResult:
     ``per_view_rms``: name → RMS px of every view that took part in the first fit; ``used`` and
     ``rejected`` (name → reason) views; ``poses``: name → (rvec (3,), tvec (3,)) board→camera of the
     used views; ``tilt_spread_deg``: largest angle of a board normal from the mean normal; ``std``: 1-σ of
-    fx fy cx cy (px) and k1 k2 p1 p2 k3 from OpenCV's ``calibrateCameraExtended`` (pinhole; None for
-    fisheye, whose OpenCV fit gives none)."""
+    fx fy cx cy (px) and k1 k2 p1 p2 k3 (rational: … k4 k5 k6) from OpenCV's ``calibrateCameraExtended``
+    (None for fisheye, whose OpenCV fit gives none)."""
 
     camera: CameraModel
     rms: float
@@ -77,12 +79,31 @@ class IntrinsicsResult:
 #: RMS < 0.3 px, corners in 83 % of the 8 × 6 coverage grid's cells (its first 12 views: 58 %, refused). A
 #: third of the image without corners leaves the distortion there unconstrained; a principal point 10 % of
 #: the image off centre is a lens mount no camera has (a fit trading it against distortion); |k| > 5 (a
-#: fisheye fit with k4 = −298) is a polynomial fitted to noise.
-STD_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
+#: fisheye fit with k4 = −298) is a polynomial fitted to noise. A rational fit's numerator and denominator
+#: may both carry large coefficients that cancel (a depth camera's factory calibration has |k| ≈ 280): its
+#: gate is instead that the lens maps the rays out to the image corner monotonically (slope ≥ 0.05; a fit
+#: with a pole inside the image folds it over, :func:`radial_slope_to_corner`).
+STD_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6")
 MAX_RMS_PX = 0.5
 MIN_COVERAGE = 0.67  # a third of the image without corners fails
 MAX_CENTRE_OFFSET = 0.10
 MAX_ABS_DISTORTION = 5.0
+MIN_RADIAL_SLOPE = 0.05
+
+
+def radial_slope_to_corner(cam: CameraModel) -> float:
+    """The smallest slope d r_d / d r of the lens's distortion (normalized coordinates, ideal radius r →
+    distorted radius r_d) along the ray to the image corner farthest from the principal point, for r from 0
+    to that corner's radius through K: the rays an undistorted image with the camera's K shows (the
+    preprocessing remap). Negative: the lens model folds the image over (a pole of a rational fit)."""
+    w, h = cam.width - 1, cam.height - 1
+    corners = np.array([[0.0, 0.0], [w, 0.0], [0.0, h], [w, h]])
+    d = (corners - cam.K[:2, 2]) @ np.linalg.inv(cam.K[:2, :2]).T
+    far = d[np.argmax(np.linalg.norm(d, axis=1))]
+    r = np.linspace(0.0, float(np.linalg.norm(far)), 4001)
+    u = far / r[-1]
+    rd = cam.distort_normalized(r[:, None] * u) @ u
+    return float(np.min(np.diff(rd) / np.diff(r)))
 
 
 def intrinsics_gates(r: IntrinsicsResult, coverage: float) -> list[Gate]:
@@ -95,6 +116,10 @@ def intrinsics_gates(r: IntrinsicsResult, coverage: float) -> list[Gate]:
              "corners missing from parts of the image (see the coverage PNG): hold the board there too"),
         Gate("principal point offset", float(off.max()), MAX_CENTRE_OFFSET, False, "",
              "the principal point is far from the image centre: more views near the edges and tilted"),
+    ] + [
+        Gate("distortion slope to the image corner", radial_slope_to_corner(cam), MIN_RADIAL_SLOPE, True, "",
+             "the rational fit folds the image over: more views, covering the corners")
+        if cam.model == "rational" else
         Gate("largest distortion coefficient", float(np.max(np.abs(cam.distortion), initial=0.0)),
              MAX_ABS_DISTORTION, False, "", "the distortion fit diverged: more views, covering the corners"),
     ]  # fmt: skip
@@ -160,12 +185,14 @@ def _fit(views: list[View], board: BoardSpec, size: tuple[int, int], model: str)
     img = [v.corners.uv.astype(np.float32) for v in views]
     crit = (cv2.TERM_CRITERIA_COUNT + cv2.TERM_CRITERIA_EPS, 100, 1e-9)
     std = None
-    if model == "pinhole":
+    if model != "fisheye":
+        n = DISTORTION_SIZES[model]
+        flags = cv2.CALIB_RATIONAL_MODEL if model == "rational" else 0
         _rms, K, dist, rvecs, tvecs, sd, _sde, _pve = cv2.calibrateCameraExtended(
-            obj, img, size, None, None, criteria=crit
+            obj, img, size, None, None, flags=flags, criteria=crit
         )
-        dist = dist.reshape(-1)[:5]
-        std = np.asarray(sd, np.float64).reshape(-1)[:9]  # fx fy cx cy k1 k2 p1 p2 k3
+        dist = dist.reshape(-1)[:n]
+        std = np.asarray(sd, np.float64).reshape(-1)[: 4 + n]  # fx fy cx cy k1 k2 p1 p2 k3 [k4 k5 k6]
         errs = []
         for o, i, r, t in zip(obj, img, rvecs, tvecs, strict=True):
             p, _ = cv2.projectPoints(o, r, t, K, dist)
@@ -238,12 +265,12 @@ def calibrate_intrinsics(
     reject_floor_px: float = 0.5,
     missing: list[str] | None = None,
 ) -> IntrinsicsResult:
-    """Fit ``model`` ("pinhole" or "fisheye") to the board ``views`` of images of ``image_size``
+    """Fit ``model`` ("pinhole", "rational" or "fisheye") to the board ``views`` of images of ``image_size``
     (width, height). Views whose RMS error exceeds ``max(reject_factor × median, reject_floor_px)`` are
     rejected and the camera refit (repeated until none is rejected). ``missing``: names of images without a
     board (for the messages). Raises :class:`CalibrationError` saying what to capture next."""
-    if model not in ("pinhole", "fisheye"):
-        raise CalibrationError(f"--model: expected 'pinhole' or 'fisheye', got {model!r}")
+    if model not in CAMERA_MODELS:
+        raise CalibrationError(f"--model: expected one of {list(CAMERA_MODELS)}, got {model!r}")
     missing = missing or []
     if not views:
         raise CalibrationError(

@@ -122,7 +122,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="chessboard:COLSxROWS:SQUARE_M (inner corners), charuco:COLSxROWS:SQUARE_M:MARKER_M:DICT "
         "(squares) or a target .yaml",
     )
-    p.add_argument("--model", choices=("pinhole", "fisheye"), default="pinhole")
+    p.add_argument("--model", choices=("pinhole", "rational", "fisheye"), default="pinhole",
+                   help="pinhole: k1 k2 p1 p2 k3; rational: OpenCV's rational model, k1 … k6; fisheye: "
+                        "equidistant k1..k4")  # fmt: skip
     p.add_argument(
         "--out", required=True, help="camera_info YAML to write (PNG reports are written beside it)"
     )
@@ -183,16 +185,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_json(p)
     p.set_defaults(func=cmd_calibrate_check)
 
-    p = cal.add_parser("import", help="import a KITTI, OpenCalib or ROS camera_info calibration")
-    p.add_argument("--from", dest="source", choices=("kitti", "opencalib", "camera_info"), required=True)
+    p = cal.add_parser("import", help="import a KITTI (object, tracking, raw), OpenCalib or ROS camera_info "
+                                      "calibration")  # fmt: skip
+    p.add_argument("--from", dest="source", choices=("kitti", "kitti-raw", "opencalib", "camera_info"),
+                   required=True)  # fmt: skip
     p.add_argument("files", nargs="+",
                    help="the foreign calibration file (opencalib: the camera's intrinsic JSON, then the "
-                        "LiDAR-to-camera extrinsic JSON)")  # fmt: skip
+                        "LiDAR-to-camera extrinsic JSON; kitti-raw: the drive's date folder, a drive folder "
+                        "below it, or its calib_*.txt files)")  # fmt: skip
     p.add_argument(
         "--out", required=True, help="calibration YAML to write (camera_info: updated if it exists)"
     )
     p.add_argument("--camera", help="camera id for a camera_info import (default: its camera_name)")
-    p.add_argument("--image", help="one of the camera's images: its size is the camera's (KITTI files "
+    p.add_argument("--image", help="one of the camera's images: its size is the camera's (KITTI object files "
                                    "have none; a declared size that differs is overridden)")  # fmt: skip
     p.add_argument("--width", type=int, default=None, help="KITTI image width, without --image")
     p.add_argument("--height", type=int, default=None, help="KITTI image height, without --image")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgefuse.geometry import CameraModel, Transform
+from edgefuse.geometry import ROS_DISTORTION_MODELS, CameraModel, Transform
 from edgefuse.logs.cdr import CdrError, CdrReader, CdrWriter
 from edgefuse.types import (
     Box3D,
@@ -372,13 +372,11 @@ def encode_camera_info(cam: CameraModel, stamp_ns: int, frame: str) -> bytes:
     _header(w, stamp_ns, frame)
     w.u32(cam.height)
     w.u32(cam.width)
-    w.string("plumb_bob" if cam.model == "pinhole" else "equidistant")
+    w.string(ROS_DISTORTION_MODELS[cam.model])
     w.f64_seq(np.asarray(cam.distortion, dtype=np.float64))
     w.f64s(np.asarray(cam.K, dtype=np.float64).ravel())
-    w.f64s(np.eye(3).ravel())
-    P = np.zeros((3, 4))
-    P[:, :3] = cam.K
-    w.f64s(P.ravel())
+    w.f64s(cam.rectification_matrix().ravel())
+    w.f64s(cam.projection_matrix().ravel())
     w.u32(0)
     w.u32(0)
     for _ in range(4):
