@@ -139,7 +139,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_json(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="mAP / per-class AP / mAVE / latency of a model on simulator logs")
+    p = sub.add_parser(
+        "eval", help="nuScenes mAP, NDS, mATE … mAAE (and per class) and latency of a model on simulator logs"
+    )
     p.add_argument("logs", nargs="+", metavar="LOG", help="held-out simulator logs")
     p.add_argument(
         "--model", default=None,

@@ -1,4 +1,5 @@
-"""Evaluation: run a model over simulator logs and score it (nuScenes-style mAP, per-class AP, mAVE,
+"""Evaluation: run a model over simulator logs and score it (the nuScenes detection metric: mAP, NDS,
+mATE, mASE, mAOE, mAVE, mAAE and each class's AP and TP errors, :mod:`edgefuse.eval.metrics`; plus
 latency), with a PR-curve PNG and BEV PNGs of the worst frames.
 
 Backends (:mod:`edgefuse.runtime.backends`): ``torch`` (``.pt``), ``onnxruntime`` (``.onnx``, the
@@ -23,13 +24,18 @@ from pathlib import Path
 import numpy as np
 
 from edgefuse.errors import InputError
-from edgefuse.eval.metrics import TP_THRESHOLD_M, evaluate_detections, match_class, pr_curve
+from edgefuse.eval.metrics import TP_ERRORS, TP_THRESHOLD_M, evaluate_detections, match_class, pr_curve
 from edgefuse.runtime.decode import to_detections
 from edgefuse.runtime.feed import MIN_CAMERA_DEPTH_M, MODALITIES, apply_modalities, mask_radar_fields
 from edgefuse.runtime.manifest import Manifest
 from edgefuse.types import Detections
 
 Infer = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+#: The units of the TP errors, as the text view shows them.
+TP_UNITS = {"ATE": " m", "ASE": "", "AOE": " rad", "AVE": " m/s", "AAE": ""}
+#: The scores :func:`evaluate` gives for the whole evaluation (and again under ``camera_fov``).
+SUMMARY_KEYS: tuple[str, ...] = ("mAP", "NDS", *(f"m{k}" for k in TP_ERRORS))
 
 
 def load_predictor(model: str | Path, backend: str | None = None) -> tuple[Infer, Manifest, str]:
@@ -76,8 +82,8 @@ def frame_errors(pred: Detections, gt: Detections, classes, score_threshold: flo
     err = 0
     for label in classes:
         m = match_class([p], [gt], label, TP_THRESHOLD_M)
-        tp = int(m["tp"].sum())
-        err += (len(m["tp"]) - tp) + (m["n_gt"] - tp)
+        tp = int(m.tp.sum())
+        err += (len(m.tp) - tp) + (m.n_gt - tp)
     return err
 
 
@@ -144,10 +150,9 @@ def evaluate(
 
     def scores(r: dict) -> dict:
         return {
-            "mAP": num(r["mAP"]),
-            "mAVE": num(r["mAVE"]),
+            **{k: num(r[k]) for k in SUMMARY_KEYS},
             "per_class": {
-                k: {"AP": num(v["AP"]), "AVE": num(v["AVE"]), "n_gt": v["n_gt"]}
+                k: {**{e: num(v[e]) for e in ("AP", *TP_ERRORS)}, "n_gt": v["n_gt"]}
                 for k, v in r["per_class"].items()
             },
         }
@@ -174,10 +179,10 @@ def write_pr_png(path: Path, preds, gts, classes) -> Path:
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     for label in classes:
         m = match_class(preds, gts, label, TP_THRESHOLD_M)
-        if m["n_gt"] == 0:
+        if m.n_gt == 0:
             continue
-        rec, prec = pr_curve(m["tp"], m["n_gt"])
-        ax.plot(rec, prec, label=f"{label} (n={m['n_gt']})")
+        rec, prec = pr_curve(m.tp, m.n_gt)
+        ax.plot(rec, prec, label=f"{label} (n={m.n_gt})")
     ax.set(
         xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="PR at 2 m centre distance"
     )
@@ -229,19 +234,24 @@ def format_eval(r: dict) -> str:
     def pct(x):
         return "  –  " if x is None else f"{100 * x:5.1f}"
 
-    def ms(x):
+    def err(x):
         return "  –  " if x is None else f"{x:5.2f}"
 
+    def summary(s: dict) -> str:
+        errors = "  ".join(f"m{k} {err(s[f'm{k}']).strip()}{TP_UNITS[k]}" for k in TP_ERRORS)
+        return f"mAP {pct(s['mAP']).strip()}  NDS {pct(s['NDS']).strip()}  {errors}"
+
+    head = "".join(f" {k + TP_UNITS[k]:>9}" for k in TP_ERRORS)
     lines = [
-        f"mAP {pct(r['mAP']).strip()}   mAVE {ms(r['mAVE']).strip()} m/s   "
-        f"({r['frames']} frames, {r['backend']}, {'+'.join(r['modalities'])})",
-        f"{'class':<12} {'AP':>6} {'AVE m/s':>8} {'n_gt':>6}",
+        f"{summary(r)}   ({r['frames']} frames, {r['backend']}, {'+'.join(r['modalities'])})",
+        f"{'class':<12} {'AP':>6}{head} {'n_gt':>6}",
     ]
     for k, v in r["per_class"].items():
-        lines.append(f"{k:<12} {pct(v['AP']):>6} {ms(v['AVE']):>8} {v['n_gt']:>6}")
+        errors = "".join(f" {err(v[e]):>9}" for e in TP_ERRORS)
+        lines.append(f"{k:<12} {pct(v['AP']):>6}{errors} {v['n_gt']:>6}")
     fov = r["camera_fov"]
     lines.append(
-        f"in the cameras' view: mAP {pct(fov['mAP']).strip()}   mAVE {ms(fov['mAVE']).strip()} m/s   "
+        f"in the cameras' view: {summary(fov)}   "
         + ", ".join(f"{k} {pct(v['AP']).strip()} (n={v['n_gt']})" for k, v in fov["per_class"].items())
     )
     lines.append(
