@@ -44,6 +44,7 @@ KINDS = {
 }
 DEFAULT_CLASSES = {"car": "car", "pedestrian": "pedestrian", "cyclist": "bicycle"}
 
+FLIPS = {"p_flip": 0.4}  # barriers: a heading off by π is no error
 # name, seed, frames, {edgefuse label: nuScenes name}, options
 SETS = [
     ("mixed_a", 1, 6, DEFAULT_CLASSES, {}),
@@ -53,8 +54,8 @@ SETS = [
     ("a_class_without_truth", 5, 5, DEFAULT_CLASSES, {"no_truth": ("cyclist",)}),
     ("a_class_without_predictions", 6, 5, DEFAULT_CLASSES, {"no_predictions": ("pedestrian",)}),
     ("low_recall", 7, 6, DEFAULT_CLASSES, {"p_detect": 0.08, "n_fp": 2}),
-    ("barrier_and_cone", 8, 6, {"car": "barrier", "pedestrian": "traffic_cone", "cyclist": "bicycle"}, {}),
-    ("only_barrier_and_cone", 9, 4, {"car": "barrier", "pedestrian": "traffic_cone"}, {}),
+    ("barrier_and_cone", 8, 6, {"car": "barrier", "pedestrian": "traffic_cone", "cyclist": "bicycle"}, FLIPS),
+    ("only_barrier_and_cone", 9, 4, {"car": "barrier", "pedestrian": "traffic_cone"}, FLIPS),
     ("perfect", 10, 4, DEFAULT_CLASSES, {"perfect": True}),
 ]
 TP_NAMES = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
@@ -86,11 +87,13 @@ def random_truth(rng: np.random.Generator, label: str, range_m: float) -> dict:
     }
 
 
-def prediction_of(rng: np.random.Generator, gt: dict, label: str, noise_m: float, perfect: bool) -> dict:
+def prediction_of(
+    rng: np.random.Generator, gt: dict, label: str, noise_m: float, perfect: bool, p_flip: float
+) -> dict:
     if perfect:
         return {**gt, "score": float(rng.uniform(0.1, 1.0))}  # same point counts: filtered alike
     _, speed, attrs = KINDS[label]
-    yaw = gt["yaw"] + rng.normal(0.0, 0.3) + (math.pi if rng.uniform() < 0.1 else 0.0)
+    yaw = gt["yaw"] + rng.normal(0.0, 0.3) + (math.pi if rng.uniform() < p_flip else 0.0)
     if rng.uniform() < 0.1:
         yaw += 2 * math.pi * int(rng.integers(-2, 3))  # same heading, other turn
     attr = gt["attribute"] if gt["attribute"] and rng.uniform() < 0.7 else str(rng.choice([*attrs, ""]))
@@ -108,13 +111,14 @@ def prediction_of(rng: np.random.Generator, gt: dict, label: str, noise_m: float
 
 
 def false_positive(rng: np.random.Generator, label: str, range_m: float) -> dict:
-    fp = prediction_of(rng, random_truth(rng, label, range_m), label, 0.0, False)
+    fp = prediction_of(rng, random_truth(rng, label, range_m), label, 0.0, False, 0.0)
     return {**fp, "score": float(rng.uniform(0.05, 0.9))}
 
 
 def make_frames(rng: np.random.Generator, n_frames: int, classes: dict, ranges: dict, opt: dict) -> list:
     perfect = opt.get("perfect", False)
     noise_m = opt.get("noise_m", 0.6)
+    p_flip = opt.get("p_flip", 0.1)  # heading turned by π
     frames = []
     for _ in range(n_frames):
         truth, preds = [], []
@@ -126,9 +130,9 @@ def make_frames(rng: np.random.Generator, n_frames: int, classes: dict, ranges: 
                 gt = random_truth(rng, label, range_m)
                 truth.append(gt)
                 if predicted and (perfect or rng.uniform() < opt.get("p_detect", 0.8)):
-                    preds.append(prediction_of(rng, gt, label, noise_m, perfect))
+                    preds.append(prediction_of(rng, gt, label, noise_m, perfect, p_flip))
                     if not perfect and rng.uniform() < opt.get("p_duplicate", 0.15):
-                        preds.append(prediction_of(rng, gt, label, noise_m, False))
+                        preds.append(prediction_of(rng, gt, label, noise_m, False, p_flip))
             if predicted and not perfect:
                 n_fp = int(rng.integers(0, opt.get("n_fp", 3) + 1))
                 preds += [false_positive(rng, label, range_m) for _ in range(n_fp)]
