@@ -59,9 +59,10 @@ def pair_with_truth(
 
 
 def score_detection_log(detections_log: str | Path, truth_log: str | Path, spec) -> dict:
-    """nuScenes-style scores (:func:`edgefuse.eval.metrics.evaluate_detections`) of the detections a
+    """nuScenes scores (:func:`edgefuse.eval.metrics.evaluate_detections`) of the detections a
     pipeline published (``detections_log``) against the ground-truth topic of the simulator log
-    ``truth_log``, both inside the model's BEV grid (``spec``, a :class:`~edgefuse.tensors.TensorSpec`)."""
+    ``truth_log``, both inside the model's BEV grid (``spec``, a :class:`~edgefuse.tensors.TensorSpec`);
+    classes the log has no truth of are left out."""
     from edgefuse.dataset import GROUND_TRUTH_ID
     from edgefuse.eval.evaluate import in_grid
     from edgefuse.eval.metrics import evaluate_detections
@@ -76,7 +77,9 @@ def score_detection_log(detections_log: str | Path, truth_log: str | Path, spec)
     n = sum(len(d.objects) for d in preds)
     if not p:
         return {"mAP": None, "NDS": None, "mAVE": None, "per_class": {}, "frames": 0, "detections": n}
-    r = evaluate_detections([in_grid(x, spec) for x in p], [in_grid(x, spec) for x in g], tuple(spec.classes))
+    r = evaluate_detections(
+        [in_grid(x, spec) for x in p], [in_grid(x, spec) for x in g], tuple(spec.classes), skip_absent=True
+    )
     r = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
     return {**r, "detections": n}
 

@@ -221,6 +221,12 @@ def test_a_class_without_truth_scores_zero_and_counts_in_the_means():
     assert all(r["per_class"]["pedestrian"][k] == 1.0 for k in TP_ERRORS)
     assert r["mAP"] == pytest.approx(0.5)
     assert r["mATE"] == pytest.approx(0.5)  # (0 + 1) / 2
+    # a log without pedestrians: skip_absent scores the classes it has
+    s = evaluate_detections(_one([_obj(score=0.9)]), _one([_obj()]), ("car", "pedestrian"), skip_absent=True)
+    assert list(s["per_class"]) == ["car"] and s["absent"] == ["pedestrian"]
+    assert s["mAP"] == pytest.approx(1.0) and s["mATE"] == 0.0
+    none = evaluate_detections(_one([_obj()]), _one([]), ("car",), skip_absent=True)
+    assert none["absent"] == ["car"] and math.isnan(none["mAP"]) and math.isnan(none["NDS"])
 
 
 def test_equal_scores_match_the_later_prediction_first():

@@ -7,7 +7,9 @@ manifest from the ONNX metadata) and ``tensorrt`` (``.engine`` + sidecar); all r
 fixed-shape inputs, so ``latency_ms`` is the model alone (decode and top-K included, preprocessing not).
 ``modalities`` switches sensors off at run time (their inputs and
 validity flags zeroed: the sensor-failure case). Ground truth is scored inside the model's BEV grid
-(centres within the tensor spec's x/y ranges): what lies outside is out of the model's reach. The same
+(centres within the tensor spec's x/y ranges): what lies outside is out of the model's reach; inside it,
+nuScenes' class ranges apply too. A class with no ground truth in the scored region is not scored (listed
+under ``absent``): nuScenes would score it 0, but a log without cyclists says nothing of cyclists. The same
 predictions are also scored inside the cameras' field of view (``camera_fov``: truth and predictions
 whose centre projects into a camera image), the region where every sensor of the rig overlaps: the
 simulated rig's one front camera (≈ 77°) and front radar (±60°) see about a third of the 360° grid, so
@@ -133,8 +135,8 @@ def evaluate(
         gts.append(in_grid(gt, spec))
         fov_preds.append(in_camera_view(preds[-1], projection, spec.image_size))
         fov_gts.append(in_camera_view(gts[-1], projection, spec.image_size))
-    result = evaluate_detections(preds, gts, classes)
-    fov = evaluate_detections(fov_preds, fov_gts, classes)
+    result = evaluate_detections(preds, gts, classes, skip_absent=True)
+    fov = evaluate_detections(fov_preds, fov_gts, classes, skip_absent=True)
     out = Path(out_dir) if out_dir else Path(str(logs[0]) + ".eval")
     out.mkdir(parents=True, exist_ok=True)
     errors = [frame_errors(p, g, classes, 0.3) for p, g in zip(preds, gts, strict=True)]
@@ -145,7 +147,7 @@ def evaluate(
         pngs.append(str(write_bev_png(out / f"worst_{rank}.png", feed, preds[i], gts[i], spec, errors[i])))
     lat_a = np.array(lat[1:] if len(lat) > 1 else lat)
 
-    def num(x: float) -> float | None:  # NaN (no ground truth / no true positives) → null in JSON
+    def num(x: float) -> float | None:  # NaN (undefined for the class, no class with truth) → null in JSON
         return None if x != x else float(x)
 
     def scores(r: dict) -> dict:
@@ -155,6 +157,7 @@ def evaluate(
                 k: {**{e: num(v[e]) for e in ("AP", *TP_ERRORS)}, "n_gt": v["n_gt"]}
                 for k, v in r["per_class"].items()
             },
+            "absent": r["absent"],
         }
 
     return {
@@ -249,6 +252,8 @@ def format_eval(r: dict) -> str:
     for k, v in r["per_class"].items():
         errors = "".join(f" {err(v[e]):>9}" for e in TP_ERRORS)
         lines.append(f"{k:<12} {pct(v['AP']):>6}{errors} {v['n_gt']:>6}")
+    if r["absent"]:
+        lines.append(f"not scored (no ground truth): {', '.join(r['absent'])}")
     fov = r["camera_fov"]
     lines.append(
         f"in the cameras' view: {summary(fov)}   "

@@ -251,13 +251,16 @@ def evaluate_detections(
     classes: Sequence[str],
     rules: Mapping[str, ClassRule] | None = None,
     thresholds_m: Sequence[float] = THRESHOLDS_M,
+    skip_absent: bool = False,
 ) -> dict:
     """The nuScenes detection metric of frame-aligned predictions and ground truth (module doc).
 
     ``rules`` per class (default :data:`CLASS_RULES`: edgefuse's classes as nuScenes' car, pedestrian,
-    bicycle). Returns ``mAP``, ``NDS``, ``mATE``, ``mASE``, ``mAOE``, ``mAVE``, ``mAAE``, ``per_class``
-    {label: {AP (mean over thresholds), AP@<t>m, ATE, ASE, AOE, AVE, AAE, n_gt (after filtering)}} and
-    ``frames``."""
+    bicycle). nuScenes scores a class without ground truth 0 (its class list is fixed and its data has
+    every class); ``skip_absent`` leaves such classes out instead, for logs that have none of a class
+    (all scores NaN when no class has any). Returns ``mAP``, ``NDS``, ``mATE``, ``mASE``, ``mAOE``,
+    ``mAVE``, ``mAAE``, ``per_class`` {label: {AP (mean over thresholds), AP@<t>m, ATE, ASE, AOE, AVE,
+    AAE, n_gt (after filtering)}}, ``absent`` (the classes left out) and ``frames``."""
     rules = CLASS_RULES if rules is None else rules
     if len(preds) != len(gts):
         raise ValueError(
@@ -272,8 +275,10 @@ def evaluate_detections(
         raise ValueError(f"evaluate_detections: thresholds_m: expected {TP_THRESHOLD_M} among {thresholds_m}")
     preds = [scored_objects(d, rules) for d in preds]
     gts = [scored_objects(d, rules) for d in gts]
+    present = {o.label for d in gts for o in d.objects}
+    absent = [c for c in classes if c not in present] if skip_absent else []
     per_class: dict[str, dict] = {}
-    for label in classes:
+    for label in (c for c in classes if c not in absent):
         rule = rules[label]
         row: dict = {}
         for t in thresholds_m:
@@ -286,7 +291,7 @@ def evaluate_detections(
                     row[k] = float("nan") if k in rule.unscored else tp_error(c, k)
         row["AP"] = float(np.mean([row[f"AP@{t:g}m"] for t in thresholds_m]))
         per_class[label] = row
-    m_ap = float(np.mean([r["AP"] for r in per_class.values()]))
+    m_ap = float(np.mean([r["AP"] for r in per_class.values()])) if per_class else float("nan")
     means = {k: _mean_skipping_nan([r[k] for r in per_class.values()]) for k in TP_ERRORS}
     tp_scores = [1.0 - v if 1.0 - v > 0.0 else 0.0 for v in means.values()]  # NaN → 0
     nds = (MEAN_AP_WEIGHT * m_ap + sum(tp_scores)) / (MEAN_AP_WEIGHT + len(tp_scores))
@@ -295,5 +300,6 @@ def evaluate_detections(
         "NDS": float(nds),
         **{f"m{k}": v for k, v in means.items()},
         "per_class": per_class,
+        "absent": absent,
         "frames": len(gts),
     }
