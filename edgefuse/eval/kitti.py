@@ -10,7 +10,7 @@ What is scored, as in the official devkit's ``evaluate_object.cpp`` (3D boxes):
   at least 40 / 25 / 25 px high, its occlusion at most 0 / 1 / 2 and its truncation at most
   0.15 / 0.3 / 0.5; a harder one is *ignored* (neither found nor missed). The neighbouring classes (Van for
   Car, Person_sitting for Pedestrian) are ignored too. A detection whose 2D box is less than the
-  difficulty's height (in whole pixels, as the devkit truncates it) is ignored whatever its class.
+  difficulty's height is ignored whatever its class.
 - Overlap: 3D IoU of the rotated boxes (bird's-eye polygons in x/z times the overlap in y); a match needs
   more than 0.7 for cars, 0.5 for pedestrians and cyclists.
 - Matching per frame and score threshold: each ground truth (in file order) takes, among the unassigned
@@ -170,7 +170,7 @@ def _flags(gts, dets, cls: str, d: int) -> tuple[list[int], list[int]]:
         g_flags.append(0 if valid == 1 and not hard else 1 if valid == 0 or valid == 1 else -1)
     d_flags = []
     for o in dets:
-        if int(abs(o.bbox[1] - o.bbox[3])) < MIN_HEIGHT_PX[d]:  # the devkit truncates to whole pixels
+        if abs(o.bbox[1] - o.bbox[3]) < MIN_HEIGHT_PX[d]:
             d_flags.append(1)
         else:
             d_flags.append(0 if _is(o, cls) else -1)
