@@ -171,3 +171,28 @@ def test_no_counted_truth_is_nan_and_bad_input_says_where():
         parse_kitti_objects("Car 0 0 0 1 2 3 4 1 1 1 0 0 0 0\nCar 0 0\n", "000001.txt")
     with pytest.raises(ValueError, match="classes: expected some of"):
         evaluate_kitti([[]], [[]], ("truck",))
+
+
+def test_eval_kitti_command_reads_label_and_result_folders(tmp_path, capsys):
+    import json
+
+    from edgefuse.cli import main
+
+    labels, results = tmp_path / "label_2", tmp_path / "results" / "data"
+    labels.mkdir()
+    results.mkdir(parents=True)
+    car = "Car 0.00 0 0 100 100 200 160 1.5 2.0 4.0 {x} 1.5 20.0 0.0"
+    (labels / "000000.txt").write_text(car.format(x=-5.0) + "\n" + car.format(x=5.0) + "\n")
+    (labels / "000001.txt").write_text("")
+    (results / "000000.txt").write_text(car.format(x=-5.0) + " 0.8\n")  # one of the two found
+    (results / "000001.txt").write_text(car.format(x=9.0) + " 0.9\n")  # a false positive
+    assert main(["eval-kitti", str(labels), str(tmp_path / "results"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    # the false positive scores above the hit: recall 1/2 at precision 1/2 → 20 positions at 0.5
+    assert r["frames"] == 2 and r["AP"]["car"]["moderate"] == pytest.approx(10 / 40)
+    assert r["n_gt"]["car"] == {"easy": 2, "moderate": 2, "hard": 2} and r["AP"]["pedestrian"]["easy"] is None
+    assert main(["eval-kitti", str(labels), str(tmp_path / "results")]) == 0
+    assert "KITTI 3D AP|R40 (2 frames)" in capsys.readouterr().out
+    (results / "000002.txt").write_text("")
+    assert main(["eval-kitti", str(labels), str(results)]) == 2
+    assert "no label file for ['000002.txt']" in capsys.readouterr().err

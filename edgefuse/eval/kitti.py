@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -262,3 +263,42 @@ def evaluate_kitti(
             ap = ap_r40(np.array(rec), np.array(prec)) if n_gt else float("nan")
             out[cls][name] = {"AP": ap, "n_gt": n_gt}
     return out
+
+
+def evaluate_kitti_dirs(
+    labels: str | Path, results: str | Path, classes: Sequence[str] = ("car", "pedestrian", "cyclist")
+) -> dict:
+    """KITTI 3D AP|R40 of a result folder (``NNNNNN.txt`` per frame, 16 fields a line; or its ``data/``
+    subfolder, as the devkit reads it) against a ``label_2`` folder holding the same names:
+    ``{"frames": n, "AP": {class: {difficulty: 0..1 or None (no counted truth)}}, "n_gt": {…}}``."""
+    labels, results = Path(labels), Path(results)
+    if (results / "data").is_dir():
+        results = results / "data"
+    files = sorted(results.glob("*.txt"))
+    if not files:
+        raise InputError(f"{results}: expected KITTI result files (NNNNNN.txt), found none")
+    missing = [f.name for f in files if not (labels / f.name).is_file()]
+    if missing:
+        raise InputError(f"{labels}: no label file for {missing[:5]}{' …' if len(missing) > 5 else ''}")
+    gts = [parse_kitti_objects((labels / f.name).read_text(), str(labels / f.name)) for f in files]
+    dets = [parse_kitti_objects(f.read_text(), str(f)) for f in files]
+    r = evaluate_kitti(gts, dets, classes)
+    return {
+        "frames": len(files),
+        "AP": {
+            c: {d: None if math.isnan(v["AP"]) else v["AP"] for d, v in row.items()} for c, row in r.items()
+        },
+        "n_gt": {c: {d: v["n_gt"] for d, v in row.items()} for c, row in r.items()},
+    }
+
+
+def format_kitti(r: dict) -> str:
+    """The human view of :func:`evaluate_kitti_dirs`' result: AP|R40 in % per class and difficulty."""
+    lines = [
+        f"KITTI 3D AP|R40 ({r['frames']} frames)",
+        f"{'class':<12}" + "".join(f"{d:>10}" for d in DIFFICULTIES),
+    ]
+    for c, row in r["AP"].items():
+        cells = "".join("         –" if row[d] is None else f"{100 * row[d]:10.2f}" for d in DIFFICULTIES)
+        lines.append(f"{c:<12}{cells}")
+    return "\n".join(lines)
