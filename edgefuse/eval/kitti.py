@@ -214,6 +214,19 @@ def _frame_counts(
     return tp, fp, fn, tp_scores
 
 
+def _counts_at(
+    thresholds: np.ndarray, g_flags, d_flags, scores: np.ndarray, overlaps: np.ndarray, min_overlap: float
+) -> np.ndarray:
+    """(T, 3) TP, FP, FN of one frame at each of ``thresholds`` (T,) descending. They change only where a
+    threshold passes one of the frame's scores, so each distinct score is matched once."""
+    levels = np.unique(scores)[::-1]  # descending
+    at_level = [_frame_counts(g_flags, d_flags, scores, overlaps, min_overlap, t)[:3] for t in levels]
+    nothing = (0, 0, sum(1 for g in g_flags if g == 0))  # no detection at or above the threshold
+    table = np.array([nothing, *at_level], np.int64).reshape(-1, 3)
+    # the number of this frame's scores >= each threshold picks the row
+    return table[np.searchsorted(-levels, -thresholds, side="right")]
+
+
 def ap_r40(recall: np.ndarray, precision: np.ndarray) -> float:
     """AP|R40 from a curve's points (recall, precision) (N,) each (module doc)."""
     rec, prec = np.asarray(recall, np.float64), np.asarray(precision, np.float64)
@@ -251,16 +264,14 @@ def evaluate_kitti(
                 _frame_counts(*f, s, ov, MIN_OVERLAP_3D[cls], None)[3]
                 for f, s, ov in zip(flags, scores, overlaps, strict=True)
             ]
-            thresholds = sorted({s for frame in found for s in frame}, reverse=True)
-            rec, prec = [], []
-            for t in thresholds:
-                tp = fp = fn = 0
-                for f, s, ov in zip(flags, scores, overlaps, strict=True):
-                    a, b, c, _ = _frame_counts(*f, s, ov, MIN_OVERLAP_3D[cls], t)
-                    tp, fp, fn = tp + a, fp + b, fn + c
-                rec.append(tp / (tp + fn) if tp + fn else 0.0)
-                prec.append(tp / (tp + fp) if tp + fp else 0.0)
-            ap = ap_r40(np.array(rec), np.array(prec)) if n_gt else float("nan")
+            thresholds = np.array(sorted({s for frame in found for s in frame}, reverse=True))
+            counts = np.zeros((len(thresholds), 3), np.int64)  # TP, FP, FN at each threshold
+            for f, s, ov in zip(flags, scores, overlaps, strict=True):
+                counts += _counts_at(thresholds, *f, s, ov, MIN_OVERLAP_3D[cls])
+            tp, fp, fn = counts.T
+            rec = np.divide(tp, tp + fn, out=np.zeros(len(tp)), where=tp + fn > 0)
+            prec = np.divide(tp, tp + fp, out=np.zeros(len(tp)), where=tp + fp > 0)
+            ap = ap_r40(rec, prec) if n_gt else float("nan")
             out[cls][name] = {"AP": ap, "n_gt": n_gt}
     return out
 
