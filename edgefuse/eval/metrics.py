@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -85,15 +85,14 @@ def scored_objects(dets: Detections, rules: Mapping[str, ClassRule]) -> Detectio
 @dataclass(frozen=True)
 class Matches:
     """One class's predictions matched at one threshold, in matching order (score descending):
-    ``scores`` (Np,), ``tp`` (Np,) bool, ``frame`` (Np,) int, ``n_gt`` ground-truth objects of the class,
-    and per true positive, in the same order, ``errors`` {ATE, ASE, AOE, AVE, AAE: (Ntp,)} (AAE NaN where
-    the truth has no attribute)."""
+    ``scores`` (Np,), ``tp`` (Np,) bool, ``n_gt`` ground-truth objects of the class, and per true
+    positive, in the same order, ``errors`` {ATE, ASE, AOE, AVE, AAE: (Ntp,)} (AAE NaN where the truth
+    has no attribute)."""
 
     scores: np.ndarray
     tp: np.ndarray
-    frame: np.ndarray
     n_gt: int
-    errors: dict[str, np.ndarray] = field(default_factory=dict)
+    errors: dict[str, np.ndarray]
 
 
 def _class_objects(dets: Detections, label: str) -> list:
@@ -131,7 +130,6 @@ def match_class(
     return Matches(
         scores=scores[order],
         tp=tp,
-        frame=np.array([pred_objs[i][0] for i in order], np.int64),
         n_gt=sum(len(g) for g in gt_objs),
         errors=tp_errors_of_pairs(pairs, yaw_period),
     )
