@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean nuscenes-oracle
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,20 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/logs_bench.py
 
+# The nuScenes metric oracle: the official devkit in its own environment (it pins numpy < 2, which the
+# project's .venv does not). Writes tests/nuscenes_oracle/values.json, which CI compares against; CI itself
+# never needs the devkit. See tests/nuscenes_oracle/README.md.
+NUSC_VENV := .venv-nuscenes
+NUSC_DEVKIT ?= nuscenes-devkit==1.2.0
+
+$(NUSC_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(NUSC_VENV)
+	$(NUSC_VENV)/bin/python -m pip install -q --upgrade pip
+	$(NUSC_VENV)/bin/python -m pip install -q '$(NUSC_DEVKIT)'
+	touch $@
+
+nuscenes-oracle: $(NUSC_VENV)/.installed
+	$(NUSC_VENV)/bin/python tests/nuscenes_oracle/make_values.py
+
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) $(NUSC_VENV) demo-output

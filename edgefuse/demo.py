@@ -6,7 +6,7 @@
    with the bundled INT8 model on onnxruntime: detections in ``detections.mcap``, the latency report
    (``report.json``, ``latency_hist.png``, ``timeline.png``, ``trace.json``);
 3. score the published detections against the log's ground truth (:func:`score_detection_log`: mAP,
-   per-class AP, mAVE);
+   per-class AP, NDS, mAVE: the nuScenes detection metric);
 4. draw every published frame — the camera with the detected boxes beside a bird's-eye view of LiDAR,
    radar, detections and (green) ground truth — into ``demo.mp4`` (PNG frames in ``frames/`` when the
    OpenCV build writes no MP4), plus ``camera.png`` and ``bev.png`` of the middle frame.
@@ -59,9 +59,10 @@ def pair_with_truth(
 
 
 def score_detection_log(detections_log: str | Path, truth_log: str | Path, spec) -> dict:
-    """nuScenes-style scores (:func:`edgefuse.eval.metrics.evaluate_detections`) of the detections a
+    """nuScenes scores (:func:`edgefuse.eval.metrics.evaluate_detections`) of the detections a
     pipeline published (``detections_log``) against the ground-truth topic of the simulator log
-    ``truth_log``, both inside the model's BEV grid (``spec``, a :class:`~edgefuse.tensors.TensorSpec`)."""
+    ``truth_log``, both inside the model's BEV grid (``spec``, a :class:`~edgefuse.tensors.TensorSpec`);
+    classes the log has no truth of are left out."""
     from edgefuse.dataset import GROUND_TRUTH_ID
     from edgefuse.eval.evaluate import in_grid
     from edgefuse.eval.metrics import evaluate_detections
@@ -75,8 +76,10 @@ def score_detection_log(detections_log: str | Path, truth_log: str | Path, spec)
     p, g = pair_with_truth(preds, truth)
     n = sum(len(d.objects) for d in preds)
     if not p:
-        return {"mAP": None, "mAVE": None, "per_class": {}, "frames": 0, "detections": n}
-    r = evaluate_detections([in_grid(x, spec) for x in p], [in_grid(x, spec) for x in g], tuple(spec.classes))
+        return {"mAP": None, "NDS": None, "mAVE": None, "per_class": {}, "frames": 0, "detections": n}
+    r = evaluate_detections(
+        [in_grid(x, spec) for x in p], [in_grid(x, spec) for x in g], tuple(spec.classes), skip_absent=True
+    )
     r = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
     return {**r, "detections": n}
 
@@ -237,6 +240,7 @@ def run_demo(
         "deadline_misses": report["deadline_misses"],
         "detections": scores["detections"],
         "mAP": scores["mAP"],
+        "NDS": scores["NDS"],
         "mAVE": scores["mAVE"],
         "per_class_AP": {k: v.get("AP") for k, v in scores["per_class"].items()},
         "scored_frames": scores["frames"],
@@ -270,7 +274,7 @@ def format_summary(s: dict) -> str:
             f"  latency: e2e p50 {ms(s['e2e_p50_ms'])} ms, p99 {ms(s['e2e_p99_ms'])} ms; "
             f"data age p99 {ms(s['data_age_p99_ms'])} ms",
             f"  against ground truth ({s['scored_frames']} frames): mAP {pct(s['mAP'])}  ({per}); "
-            f"mAVE {mave} m/s",
+            f"NDS {pct(s['NDS'])}; mAVE {mave} m/s",
             f"  video: {s['video']} ({s['video_frames']} frames); "
             f"pictures: {s['camera_png']}, {s['bev_png']}",
             f"  latency report: {s['outputs'].get('report_json')}, {s['outputs'].get('histogram_png')}, "

@@ -25,6 +25,13 @@ POINT_TIME_FIELD = "t_ns"
 #: Detection classes, in the order of the model's class axis.
 CLASSES: tuple[str, ...] = ("car", "pedestrian", "cyclist")
 
+#: The attributes an object of each class may carry (nuScenes' attribute names; at most one per object).
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "car": ("vehicle.moving", "vehicle.parked", "vehicle.stopped"),
+    "pedestrian": ("pedestrian.moving", "pedestrian.standing", "pedestrian.sitting_lying_down"),
+    "cyclist": ("cycle.with_rider", "cycle.without_rider"),
+}
+
 
 def _check_array(name: str, arr: np.ndarray, dtype: type, ndim: int, cols: int | None = None) -> None:
     if not isinstance(arr, np.ndarray):
@@ -215,13 +222,20 @@ class Box3D:
 @dataclass(frozen=True)
 class Detection:
     """A detected (or ground-truth) object: ``label`` one of :data:`CLASSES`, ``score`` in [0, 1],
-    ``box`` in base_link, ``velocity`` (2,) m/s over ground in base_link x/y, ``track_id`` (-1 = none)."""
+    ``box`` in base_link, ``velocity`` (2,) m/s over ground in base_link x/y, ``track_id`` (-1 = none),
+    ``attribute`` one of the label's :data:`ATTRIBUTES` or ``""`` (none).
+
+    Ground truth may also say how many LiDAR and radar points fall inside its box (``lidar_points``,
+    ``radar_points``; ``None`` = not counted): nuScenes does not score objects no sensor saw."""
 
     label: str
     score: float
     box: Box3D
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
     track_id: int = -1
+    attribute: str = ""
+    lidar_points: int | None = None
+    radar_points: int | None = None
 
     def __post_init__(self) -> None:
         if self.label not in CLASSES:
@@ -230,6 +244,17 @@ class Detection:
             raise ValueError(f"Detection.score: expected a value in [0, 1], got {self.score}")
         object.__setattr__(self, "score", float(self.score))
         object.__setattr__(self, "velocity", _vec("Detection.velocity", self.velocity, 2))
+        if self.attribute and self.attribute not in ATTRIBUTES[self.label]:
+            raise ValueError(
+                f"Detection.attribute: expected '' or one of {ATTRIBUTES[self.label]} for a {self.label}, "
+                f"got {self.attribute!r}"
+            )
+        for name in ("lidar_points", "radar_points"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
+                raise ValueError(f"Detection.{name}: expected None or a count >= 0, got {v!r}")
+            if v is not None:
+                object.__setattr__(self, name, int(v))
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ def _score(dets: list, truth: list, spec: TensorSpec) -> float:
             preds.append(in_grid(d.payload, spec))
             gts.append(in_grid(truth[i].payload, spec))
     assert len(preds) >= 0.8 * len(dets), f"{len(preds)} of {len(dets)} frames found their truth"
-    return evaluate_detections(preds, gts, tuple(spec.classes))["mAP"]
+    return evaluate_detections(preds, gts, tuple(spec.classes), skip_absent=True)["mAP"]
 
 
 def _topic(path: Path, sensor: str) -> list:

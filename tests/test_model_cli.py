@@ -128,11 +128,16 @@ def test_eval_torch_and_onnxruntime_agree(trained, log, tmp_path, capsys):
     assert rc == 0
     r = json.loads(capsys.readouterr().out)
     assert 0.0 <= r["mAP"] <= 1.0 and r["frames"] >= 12 and r["latency_ms"]["p50"] > 0
+    # the nuScenes metric: its summary, and each scored class's AP and TP errors (null where undefined)
+    assert {"mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "per_class", "absent"} <= set(r)
+    assert 0.0 <= r["NDS"] <= 1.0 and r["mAAE"] == 1.0  # the simulator's truth has no attributes (yet)
+    for row in r["per_class"].values():
+        assert set(row) == {"AP", "ATE", "ASE", "AOE", "AVE", "AAE", "n_gt"} and row["n_gt"] > 0
     assert (tmp_path / "ev" / "pr_curve.png").is_file() and (tmp_path / "ev" / "worst_0.png").is_file()
     fov, grid = r["camera_fov"]["per_class"], r["per_class"]
     # the front camera sees part of the 360° grid: some truth, never more than the grid holds
     assert 0 < sum(v["n_gt"] for v in fov.values()) < sum(v["n_gt"] for v in grid.values())
-    assert all(fov[k]["n_gt"] <= grid[k]["n_gt"] for k in grid)
+    assert set(fov) <= set(grid) and all(fov[k]["n_gt"] <= grid[k]["n_gt"] for k in fov)
     from edgefuse.engine.export import export_onnx
 
     onnx_path = export_onnx(out / "model.pt", tmp_path / "m.onnx")

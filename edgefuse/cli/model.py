@@ -1,5 +1,5 @@
-"""``edgefuse train``, ``eval``, ``export``, ``quantize``, ``build-engine``, ``build-kernels``, ``compare``:
-the model and its deployment.
+"""``edgefuse train``, ``eval``, ``eval-kitti``, ``export``, ``quantize``, ``build-engine``,
+``build-kernels``, ``compare``: the model and its deployment.
 
 Torch, ONNX and TensorRT are imported inside the handlers, so building the parser stays light.
 """
@@ -48,6 +48,18 @@ def _human_eval(r: dict) -> None:
     from edgefuse.eval.evaluate import format_eval
 
     print(format_eval(r))
+
+
+def cmd_eval_kitti(args) -> dict:
+    from edgefuse.eval.kitti import evaluate_kitti_dirs
+
+    return evaluate_kitti_dirs(args.labels, args.results)
+
+
+def _human_eval_kitti(r: dict) -> None:
+    from edgefuse.eval.kitti import format_kitti
+
+    print(format_kitti(r))
 
 
 def cmd_export(args) -> dict:
@@ -139,7 +151,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_json(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="mAP / per-class AP / mAVE / latency of a model on simulator logs")
+    p = sub.add_parser(
+        "eval", help="nuScenes mAP, NDS, mATE … mAAE (and per class) and latency of a model on simulator logs"
+    )
     p.add_argument("logs", nargs="+", metavar="LOG", help="held-out simulator logs")
     p.add_argument(
         "--model", default=None,
@@ -158,6 +172,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     add_json(p)
     p.set_defaults(func=cmd_eval, human=_human_eval)
+
+    p = sub.add_parser(
+        "eval-kitti", help="KITTI 3D AP|R40 (easy/moderate/hard) of result files against labels"
+    )
+    p.add_argument("labels", metavar="LABEL_DIR", help="KITTI label_2 folder (NNNNNN.txt)")
+    p.add_argument("results", metavar="RESULT_DIR", help="result files of the same names (16 fields a line)")
+    add_json(p)
+    p.set_defaults(func=cmd_eval_kitti, human=_human_eval_kitti)
 
     p = sub.add_parser("export", help="a .pt model → ONNX (decode included, fixed shapes, manifest embedded)")
     p.add_argument("--model", default=None, help=".pt model (default: the bundled model)")

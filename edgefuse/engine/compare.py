@@ -103,7 +103,7 @@ def compare(
 
     rows = []
     for k, m in enumerate(models):
-        ev = evaluate_detections(preds[k], gts, classes)
+        ev = evaluate_detections(preds[k], gts, classes, skip_absent=True)
         matched = only_ref = only_model = 0
         centre, score = [], []
         for f in range(n):

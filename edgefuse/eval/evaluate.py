@@ -1,4 +1,5 @@
-"""Evaluation: run a model over simulator logs and score it (nuScenes-style mAP, per-class AP, mAVE,
+"""Evaluation: run a model over simulator logs and score it (the nuScenes detection metric: mAP, NDS,
+mATE, mASE, mAOE, mAVE, mAAE and each class's AP and TP errors, :mod:`edgefuse.eval.metrics`; plus
 latency), with a PR-curve PNG and BEV PNGs of the worst frames.
 
 Backends (:mod:`edgefuse.runtime.backends`): ``torch`` (``.pt``), ``onnxruntime`` (``.onnx``, the
@@ -6,7 +7,9 @@ manifest from the ONNX metadata) and ``tensorrt`` (``.engine`` + sidecar); all r
 fixed-shape inputs, so ``latency_ms`` is the model alone (decode and top-K included, preprocessing not).
 ``modalities`` switches sensors off at run time (their inputs and
 validity flags zeroed: the sensor-failure case). Ground truth is scored inside the model's BEV grid
-(centres within the tensor spec's x/y ranges): what lies outside is out of the model's reach. The same
+(centres within the tensor spec's x/y ranges): what lies outside is out of the model's reach; inside it,
+nuScenes' class ranges apply too. A class with no ground truth in the scored region is not scored (listed
+under ``absent``): nuScenes would score it 0, but a log without cyclists says nothing of cyclists. The same
 predictions are also scored inside the cameras' field of view (``camera_fov``: truth and predictions
 whose centre projects into a camera image), the region where every sensor of the rig overlaps: the
 simulated rig's one front camera (≈ 77°) and front radar (±60°) see about a third of the 360° grid, so
@@ -23,13 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from edgefuse.errors import InputError
-from edgefuse.eval.metrics import TP_THRESHOLD_M, evaluate_detections, match_class, pr_curve
+from edgefuse.eval.metrics import TP_ERRORS, TP_THRESHOLD_M, evaluate_detections, match_class, pr_curve
 from edgefuse.runtime.decode import to_detections
 from edgefuse.runtime.feed import MIN_CAMERA_DEPTH_M, MODALITIES, apply_modalities, mask_radar_fields
 from edgefuse.runtime.manifest import Manifest
 from edgefuse.types import Detections
 
 Infer = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+#: The units of the TP errors, as the text view shows them.
+TP_UNITS = {"ATE": " m", "ASE": "", "AOE": " rad", "AVE": " m/s", "AAE": ""}
+#: The scores :func:`evaluate` gives for the whole evaluation (and again under ``camera_fov``).
+SUMMARY_KEYS: tuple[str, ...] = ("mAP", "NDS", *(f"m{k}" for k in TP_ERRORS))
 
 
 def load_predictor(model: str | Path, backend: str | None = None) -> tuple[Infer, Manifest, str]:
@@ -76,8 +84,8 @@ def frame_errors(pred: Detections, gt: Detections, classes, score_threshold: flo
     err = 0
     for label in classes:
         m = match_class([p], [gt], label, TP_THRESHOLD_M)
-        tp = int(m["tp"].sum())
-        err += (len(m["tp"]) - tp) + (m["n_gt"] - tp)
+        tp = int(m.tp.sum())
+        err += (len(m.tp) - tp) + (m.n_gt - tp)
     return err
 
 
@@ -127,8 +135,8 @@ def evaluate(
         gts.append(in_grid(gt, spec))
         fov_preds.append(in_camera_view(preds[-1], projection, spec.image_size))
         fov_gts.append(in_camera_view(gts[-1], projection, spec.image_size))
-    result = evaluate_detections(preds, gts, classes)
-    fov = evaluate_detections(fov_preds, fov_gts, classes)
+    result = evaluate_detections(preds, gts, classes, skip_absent=True)
+    fov = evaluate_detections(fov_preds, fov_gts, classes, skip_absent=True)
     out = Path(out_dir) if out_dir else Path(str(logs[0]) + ".eval")
     out.mkdir(parents=True, exist_ok=True)
     errors = [frame_errors(p, g, classes, 0.3) for p, g in zip(preds, gts, strict=True)]
@@ -139,17 +147,17 @@ def evaluate(
         pngs.append(str(write_bev_png(out / f"worst_{rank}.png", feed, preds[i], gts[i], spec, errors[i])))
     lat_a = np.array(lat[1:] if len(lat) > 1 else lat)
 
-    def num(x: float) -> float | None:  # NaN (no ground truth / no true positives) → null in JSON
+    def num(x: float) -> float | None:  # NaN (undefined for the class, no class with truth) → null in JSON
         return None if x != x else float(x)
 
     def scores(r: dict) -> dict:
         return {
-            "mAP": num(r["mAP"]),
-            "mAVE": num(r["mAVE"]),
+            **{k: num(r[k]) for k in SUMMARY_KEYS},
             "per_class": {
-                k: {"AP": num(v["AP"]), "AVE": num(v["AVE"]), "n_gt": v["n_gt"]}
+                k: {**{e: num(v[e]) for e in ("AP", *TP_ERRORS)}, "n_gt": v["n_gt"]}
                 for k, v in r["per_class"].items()
             },
+            "absent": r["absent"],
         }
 
     return {
@@ -174,10 +182,10 @@ def write_pr_png(path: Path, preds, gts, classes) -> Path:
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     for label in classes:
         m = match_class(preds, gts, label, TP_THRESHOLD_M)
-        if m["n_gt"] == 0:
+        if m.n_gt == 0:
             continue
-        rec, prec = pr_curve(m["tp"], m["n_gt"])
-        ax.plot(rec, prec, label=f"{label} (n={m['n_gt']})")
+        rec, prec = pr_curve(m.tp, m.n_gt)
+        ax.plot(rec, prec, label=f"{label} (n={m.n_gt})")
     ax.set(
         xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="PR at 2 m centre distance"
     )
@@ -229,19 +237,26 @@ def format_eval(r: dict) -> str:
     def pct(x):
         return "  –  " if x is None else f"{100 * x:5.1f}"
 
-    def ms(x):
+    def err(x):
         return "  –  " if x is None else f"{x:5.2f}"
 
+    def summary(s: dict) -> str:
+        errors = "  ".join(f"m{k} {err(s[f'm{k}']).strip()}{TP_UNITS[k]}" for k in TP_ERRORS)
+        return f"mAP {pct(s['mAP']).strip()}  NDS {pct(s['NDS']).strip()}  {errors}"
+
+    head = "".join(f" {k + TP_UNITS[k]:>9}" for k in TP_ERRORS)
     lines = [
-        f"mAP {pct(r['mAP']).strip()}   mAVE {ms(r['mAVE']).strip()} m/s   "
-        f"({r['frames']} frames, {r['backend']}, {'+'.join(r['modalities'])})",
-        f"{'class':<12} {'AP':>6} {'AVE m/s':>8} {'n_gt':>6}",
+        f"{summary(r)}   ({r['frames']} frames, {r['backend']}, {'+'.join(r['modalities'])})",
+        f"{'class':<12} {'AP':>6}{head} {'n_gt':>6}",
     ]
     for k, v in r["per_class"].items():
-        lines.append(f"{k:<12} {pct(v['AP']):>6} {ms(v['AVE']):>8} {v['n_gt']:>6}")
+        errors = "".join(f" {err(v[e]):>9}" for e in TP_ERRORS)
+        lines.append(f"{k:<12} {pct(v['AP']):>6}{errors} {v['n_gt']:>6}")
+    if r["absent"]:
+        lines.append(f"not scored (no ground truth): {', '.join(r['absent'])}")
     fov = r["camera_fov"]
     lines.append(
-        f"in the cameras' view: mAP {pct(fov['mAP']).strip()}   mAVE {ms(fov['mAVE']).strip()} m/s   "
+        f"in the cameras' view: {summary(fov)}   "
         + ", ".join(f"{k} {pct(v['AP']).strip()} (n={v['n_gt']})" for k, v in fov["per_class"].items())
     )
     lines.append(
