@@ -125,7 +125,7 @@ def test_lidar_camera_accuracy_seed0(frames_seed0):
     # 16 holds; the swaying board splits a hold into sub-poses where it moved by more than 0.2°
     assert len(r.used) >= 16 and r.frames >= 15 * FRAMES_PER_POSE
     _check_accuracy(r, "seed 0")
-    assert r.rms_m < 0.03 and np.all(r.std_translation_m < 0.01) and np.all(r.std_rotation_deg < 0.1)
+    assert r.rms_m < 0.03 and np.all(r.std_translation_m < 0.015) and np.all(r.std_rotation_deg < 0.15)
     from edgefuse.calib.lidar_camera import lidar_camera_gates
 
     failed = [g.line() for g in lidar_camera_gates(r, _initial(), 1.0) if not g.ok]

@@ -242,8 +242,8 @@ def test_calibration_board_scenario():
         assert (
             b.board is not None and (b.board.cols - 1, b.board.rows - 1) == (7, 5) and b.board.square_m == 0.1
         )
-        if np.linalg.norm(b.velocity) > 0 or np.linalg.norm(scene.ego_velocity) > 0:
-            continue  # held still, ego standing
+        if np.linalg.norm(b.velocity) > 0.05 or np.linalg.norm(scene.ego_velocity) > 0:
+            continue  # held (swaying in the hand at a few cm/s at most), ego standing
         T_world_cam = scene.T_world_base @ T_base_cam
         corners = b.pose().apply(np.array([[0.01, sy * 0.45, sz * 0.35] for sy in (-1, 1) for sz in (-1, 1)]))
         uv, z = cam.project(T_world_cam.inverse().apply(corners))
@@ -251,7 +251,7 @@ def test_calibration_board_scenario():
             continue  # carried out of view at the end
         r = np.linalg.norm((scene.T_world_base @ T_base_lidar).inverse().apply(b.center[None])[0])
         assert 3.0 <= r <= 10.5
-        pose = tuple(np.round([*b.center, b.roll, b.pitch, b.yaw], 6))
+        pose = tuple(np.round([*b.center, b.roll, b.pitch, b.yaw], 1))  # a hold, whatever the sway
         if pose not in poses:
             poses.append(pose)
             normals.append(b.pose().rotation[:, 0])

@@ -121,19 +121,43 @@ def range_residuals(fit: RayPlane, points: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def range_features(
-    rings: np.ndarray | None, intensity: np.ndarray | None, points: np.ndarray, lasers, walk_centre
-):
-    """(K, M + 1) the range model's features of K points: one column per laser in ``lasers`` (1 on its
-    points: its range offset) and the range walk's, −log10(intensity / ρ²) − ``walk_centre`` (a weak echo's
-    amplitude, in decades; 0 without intensities)."""
+    rings: np.ndarray | None,
+    intensity: np.ndarray | None,
+    points: np.ndarray,
+    lasers: np.ndarray,
+    walk_centre: float,
+    plane: tuple[np.ndarray, float],
+) -> np.ndarray:
+    """(K, 3M + 1) the range model's features of K points (columns: per laser in ``lasers`` its range offset,
+    the range walk, per laser its elevation error, per laser its azimuth error). The corrected range of a
+    point is ρ − features·θ:
+
+    - range offset: 1 on the laser's points (θ in m);
+    - range walk: −log10(intensity / ρ²) − ``walk_centre`` (the echo's weakness in decades; 0 without
+      intensities; θ in m per decade);
+    - elevation and azimuth errors (θ in rad): a beam aimed δ off its table hits the board elsewhere and
+      reads the range along its true direction while its point is placed along the table's; against the
+      board's plane n·x = d (``plane``, the LiDAR frame) that reads as a range error of −d (n·∂u) / (n·u)²
+      per radian, ∂u the beam's direction change per radian of elevation or azimuth."""
     p = np.asarray(points, np.float64)
-    out = np.zeros((len(p), len(lasers) + 1))
-    if rings is not None and len(lasers):
+    M = len(lasers)
+    out = np.zeros((len(p), 3 * M + 1))
+    if rings is not None and M:
         m = np.searchsorted(lasers, rings.astype(np.int64))
-        ok = (m < len(lasers)) & (lasers[np.minimum(m, len(lasers) - 1)] == rings)
-        out[np.flatnonzero(ok), m[ok]] = 1.0
+        ok = (m < M) & (lasers[np.minimum(m, M - 1)] == rings)
+        k, m = np.flatnonzero(ok), m[ok]
+        out[k, m] = 1.0
+        n, d = plane
+        u = p[k] / np.linalg.norm(p[k], axis=1, keepdims=True)
+        horiz = np.hypot(u[:, 0], u[:, 1])
+        ca, sa = u[:, 0] / horiz, u[:, 1] / horiz
+        du_elev = np.stack([-u[:, 2] * ca, -u[:, 2] * sa, horiz], axis=1)
+        du_azim = horiz[:, None] * np.stack([-sa, ca, np.zeros_like(ca)], axis=1)
+        nu2 = (u @ n) ** 2
+        out[k, M + 1 + m] = -d * (du_elev @ n) / nu2
+        out[k, 2 * M + 1 + m] = -d * (du_azim @ n) / nu2
     if intensity is not None:
-        out[:, -1] = walk_feature(intensity, p) - walk_centre
+        out[:, M] = walk_feature(intensity, p) - walk_centre
     return out
 
 

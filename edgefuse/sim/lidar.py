@@ -82,7 +82,8 @@ class LidarImperfections:
       an edge, 3 × 3 sub-beams over it are cast, their echoes closer than ``merge_m`` merge into one return
       at their power-weighted range (a mixed pixel, between the board and what is behind it), and the
       strongest return is reported (the sensor's "strongest" mode); a beam whose centre misses an edge can
-      still return from it."""
+      still return from it. Modelled where the nearer side of the edge is within ``mixed_max_range_m`` (the
+      sub-beams cost 9 rays per edge ray; a calibration target stands within it)."""
 
     range_bias_m: np.ndarray
     elevation_bias_rad: np.ndarray
@@ -91,6 +92,7 @@ class LidarImperfections:
     walk_reference: float = 0.5 / 10.0**2
     divergence_rad: tuple[float, float] = (3.0e-3, 1.5e-3)
     merge_m: float = 1.0
+    mixed_max_range_m: float = 30.0
 
     @staticmethod
     def typical(num_lasers: int, seed: int) -> LidarImperfections:
@@ -384,11 +386,11 @@ def _edge_rays(box_index: np.ndarray, range_m: np.ndarray, F: int, model: LidarM
     order = np.argsort(model.vertical_rad, kind="stable")  # lasers by elevation
 
     def steps(bb: np.ndarray, rr: np.ndarray) -> np.ndarray:  # (N, M) → (N, M): a step to a row neighbour
-        both_miss = np.isinf(rr[1:]) & np.isinf(rr[:-1])
+        imp = model.imperfections
+        near = np.minimum(rr[1:], rr[:-1]) < imp.mixed_max_range_m  # (two misses: inf, never near)
         with np.errstate(invalid="ignore"):
-            step = (
-                (bb[1:] != bb[:-1]) | ~(np.abs(rr[1:] - rr[:-1]) < model.imperfections.merge_m)
-            ) & ~both_miss
+            far = ~(np.abs(rr[1:] - rr[:-1]) < imp.merge_m)
+        step = ((bb[1:] != bb[:-1]) | far) & near
         out = np.zeros(bb.shape, bool)
         out[1:] |= step
         out[:-1] |= step
