@@ -226,7 +226,10 @@ class Detection:
     ``attribute`` one of the label's :data:`ATTRIBUTES` or ``""`` (none).
 
     Ground truth may also say how many LiDAR and radar points fall inside its box (``lidar_points``,
-    ``radar_points``; ``None`` = not counted): nuScenes does not score objects no sensor saw."""
+    ``radar_points``; ``None`` = not counted): nuScenes does not score objects no sensor saw; and how much
+    of it the camera sees, ``visibility`` in [0, 1] (the fraction of the box visible in the image and not
+    occluded, ``None`` = unknown; nuScenes bins it 0-40, 40-60, 60-80, 80-100 %, :func:`visibility_bin`).
+    The simulator's exact definitions: :mod:`edgefuse.sim.truth`."""
 
     label: str
     score: float
@@ -236,6 +239,7 @@ class Detection:
     attribute: str = ""
     lidar_points: int | None = None
     radar_points: int | None = None
+    visibility: float | None = None
 
     def __post_init__(self) -> None:
         if self.label not in CLASSES:
@@ -255,6 +259,25 @@ class Detection:
                 raise ValueError(f"Detection.{name}: expected None or a count >= 0, got {v!r}")
             if v is not None:
                 object.__setattr__(self, name, int(v))
+        if self.visibility is not None:
+            if isinstance(self.visibility, bool) or not 0.0 <= float(self.visibility) <= 1.0:
+                raise ValueError(
+                    f"Detection.visibility: expected None or a fraction in [0, 1], got {self.visibility!r}"
+                )
+            object.__setattr__(self, "visibility", float(self.visibility))
+
+
+#: nuScenes' visibility levels: the upper bound of each bin (level 1 = 0-40 %, … level 4 = 80-100 %).
+VISIBILITY_BIN_UPPER: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0)
+
+
+def visibility_bin(visibility: float) -> int:
+    """nuScenes' visibility level 1..4 of a visible fraction in [0, 1] (0-40 % → 1, 40-60 % → 2,
+    60-80 % → 3, 80-100 % → 4; a bound belongs to the lower bin, as "0-40 %" includes 40 %)."""
+    for level, upper in enumerate(VISIBILITY_BIN_UPPER, start=1):
+        if visibility <= upper:
+            return level
+    raise ValueError(f"visibility_bin: expected a fraction in [0, 1], got {visibility!r}")
 
 
 @dataclass(frozen=True)

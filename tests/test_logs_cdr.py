@@ -14,7 +14,7 @@ from mcap_ros2._dynamic import generate_dynamic, serialize_dynamic
 
 from edgefuse.logs import ros2
 from edgefuse.logs.cdr import CdrError, CdrReader
-from edgefuse.types import Imu, PointCloud, RadarScan
+from edgefuse.types import Box3D, Detection, Detections, Imu, PointCloud, RadarScan
 
 
 def ros_decode(schema: str, data: bytes):
@@ -176,9 +176,47 @@ def test_truncated_messages_of_every_type_fail_cleanly():
     for m in sample_messages(2)[7:]:  # the second round: detections with objects, imu without orientation
         schema = ros2.PAYLOAD_SCHEMA[type(m.payload)][0]
         data = ros2.encode(m.payload, m.stamp_ns, m.frame)
+        # a Detections message cut where its appended per-detection fields start (plus up to 3 padding
+        # bytes) is a whole message of the older layout: tested in test_detections_without_extras_load
+        old_end = _old_layout_end(data) if isinstance(m.payload, Detections) else -1
         for cut in range(0, len(data), max(1, len(data) // 97)):
+            if old_end <= cut < old_end + 4:
+                continue
             with pytest.raises(CdrError):
                 ros2.decode(schema, data[:cut], type(m.payload).__name__)
+
+
+def _old_layout_end(data: bytes) -> int:
+    """Where the detections sequence of an encoded Detection3DArray ends (read with the reader itself:
+    header, reference stamp, then each element's fields in the schema's order)."""
+    r = CdrReader(data)
+    r.u32("sec"), r.u32("nanosec"), r.string("frame_id"), r.i64("reference_stamp_ns")
+    for _ in range(r.u32("detections")):
+        r.string("label")
+        for _ in range(10):  # score, center xyz, size xyz, yaw, velocity xy: float64
+            r.f64()
+        r.i64("track_id")
+    return r.offset
+
+
+def test_detections_without_extras_load():
+    """A Detection3DArray written before attributes, point counts and visibility were appended (the
+    message ends after the detections) loads with them unknown."""
+    box = Box3D([5.0, 1.0, 0.8], [4.5, 1.9, 1.6], 0.2)
+    extras = {"lidar_points": 40, "radar_points": 2, "visibility": 0.5}
+    det = Detection("car", 0.5, box, [1.0, 0.0], 7, "vehicle.moving", **extras)
+    data = ros2.encode(Detections(11, (det,)), 11, "base_link")
+    full = ros2.decode(ros2.DETECTIONS, data)[0].objects[0]
+    assert full.attribute == "vehicle.moving"
+    assert (full.lidar_points, full.radar_points, full.visibility) == (40, 2, 0.5)
+    old = ros2.decode(ros2.DETECTIONS, data[: _old_layout_end(data)])[0].objects[0]
+    assert (old.attribute, old.lidar_points, old.radar_points, old.visibility) == ("", None, None, None)
+    assert old.track_id == 7 and np.allclose(old.box.center, [5.0, 1.0, 0.8])
+    bad = bytearray(data)
+    end = _old_layout_end(data)
+    bad[end : end + 4] = (2).to_bytes(4, "little")  # two attributes for one detection
+    with pytest.raises(CdrError, match="one per detection"):
+        ros2.decode(ros2.DETECTIONS, bytes(bad))
 
 
 def test_reader_bounds_sequence_lengths():

@@ -108,6 +108,10 @@ def sample_messages(n: int = 4, seed: int = 0) -> list[Message]:
                             Box3D(rng.standard_normal(3), rng.uniform(0.5, 5, 3), float(rng.uniform(-3, 3))),
                             rng.standard_normal(2),
                             k - 1,
+                            # odd k: counted (zero counts included), even k: not counted
+                            lidar_points=(3 * k - 3) if k % 2 else None,
+                            radar_points=(k // 2) if k % 2 else None,
+                            visibility=k / 9.0 if k % 2 else None,
                         )
                         for k in range(i)
                     ),
@@ -154,6 +158,12 @@ def assert_same_message(a: Message, b: Message) -> None:
                 db.score,
                 db.box.yaw,
                 db.track_id,
+            )
+            assert (da.attribute, da.lidar_points, da.radar_points, da.visibility) == (
+                db.attribute,
+                db.lidar_points,
+                db.radar_points,
+                db.visibility,
             )
             for x, y in (
                 (da.box.center, db.box.center),
@@ -302,6 +312,10 @@ def test_independent_ros2_decoder_reads_every_type(recorded):
                     assert [x.center.x, x.center.y, x.center.z] == o.box.center.tolist()
                     assert [x.size.x, x.size.y, x.size.z] == o.box.size.tolist()
                     assert [x.velocity_x, x.velocity_y] == o.velocity.tolist()
+                assert list(d.attributes) == [o.attribute for o in p.objects]
+                for name in ("lidar_points", "radar_points", "visibility"):  # -1 = not counted / unknown
+                    values = [getattr(o, name) for o in p.objects]
+                    assert list(getattr(d, name)) == [-1 if v is None else v for v in values]
     assert seen == {
         "sensor_msgs/msg/PointCloud2",
         "sensor_msgs/msg/Image",

@@ -128,6 +128,12 @@ class CdrReader:
     def offset(self) -> int:
         return self._off
 
+    @property
+    def remaining(self) -> int:
+        """Bytes left after the read position (a message written before fields were appended to its type
+        ends early: nothing, or at most 3 bytes of alignment padding, left)."""
+        return self._mv.nbytes - self._off
+
     def _take(self, n: int, align: int, what: str) -> int:
         off = self._off
         off += -(off - 4) % align

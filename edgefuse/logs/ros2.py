@@ -22,6 +22,8 @@ Decoded big arrays are read-only numpy views of the message bytes (no copy): ``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from edgefuse.geometry import ROS_DISTORTION_MODELS, CameraModel, Transform
@@ -106,6 +108,11 @@ MSG_TEXT: dict[str, str] = {
         "std_msgs/Header header    # stamp = Message.stamp_ns; frame_id = the boxes' frame\n"
         "int64 reference_stamp_ns  # Detections.stamp_ns: the frame's reference stamp, ns\n"
         "Detection3D[] detections\n"
+        "# Per detection, in the same order (appended later: older logs end above; read as unknown).\n"
+        "string[] attributes       # Detection.attribute, empty = none\n"
+        "int32[] lidar_points      # LiDAR points on the object, -1 = not counted\n"
+        "int32[] radar_points      # radar detections of the object, -1 = not counted\n"
+        "float64[] visibility      # fraction visible in the camera, [0, 1]; -1 = unknown\n"
     ),
 }
 
@@ -311,6 +318,16 @@ def encode_detections(dets: Detections, stamp_ns: int) -> bytes:
         w.f64(float(d.velocity[0]))
         w.f64(float(d.velocity[1]))
         w.i64(int(d.track_id))
+    objs = dets.objects
+    w.u32(len(objs))
+    for d in objs:
+        w.string(d.attribute)
+    for name in ("lidar_points", "radar_points"):
+        w.u32(len(objs))
+        for d in objs:
+            v = getattr(d, name)
+            w.i32(-1 if v is None else v)
+    w.f64_seq(np.array([-1.0 if d.visibility is None else d.visibility for d in objs], np.float64))
     return w.getvalue()
 
 
@@ -502,7 +519,39 @@ def _decode_detections(r: CdrReader, frame: str) -> Detections:
             objs.append(Detection(label, score, Box3D(center, size, yaw), vel, track))
         except ValueError as e:
             raise CdrError(r.offset, f"detections[{len(objs)}]: {e}") from None
+    if r.remaining >= 4:  # a log written before the per-detection extras ends here (or pads to 4)
+        objs = _decode_detection_extras(r, objs)
     return Detections(ref, tuple(objs), frame=frame)
+
+
+def _decode_detection_extras(r: CdrReader, objs: list) -> list:
+    """The per-detection sequences appended to Detection3DArray (attributes, point counts, visibility)."""
+
+    def seq(name: str, min_bytes: int, read) -> list:
+        n = r.seq_len(name, min_bytes)
+        if n != len(objs):
+            raise CdrError(r.offset, f"{name}: expected {len(objs)} entries (one per detection), got {n}")
+        return [read(f"{name}[{i}]") for i in range(n)]
+
+    attrs = seq("attributes", 4, r.string)
+    lidar = seq("lidar_points", 4, r.i32)
+    radar = seq("radar_points", 4, r.i32)
+    vis = seq("visibility", 8, r.f64)
+    out = []
+    for i, o in enumerate(objs):
+        try:
+            out.append(
+                replace(
+                    o,
+                    attribute=attrs[i],
+                    lidar_points=None if lidar[i] < 0 else lidar[i],
+                    radar_points=None if radar[i] < 0 else radar[i],
+                    visibility=None if vis[i] < 0 else vis[i],
+                )
+            )
+        except ValueError as e:
+            raise CdrError(r.offset, f"detections[{i}]: {e}") from None
+    return out
 
 
 def decode(schema: str, data, payload: str = "") -> tuple[object, int, str]:

@@ -205,12 +205,18 @@ class Firings:
     ``azimuth_rad`` (F,) float64: rotor azimuth at each sequence's start, Velodyne convention, in
     [0, 2π); ``t_ns`` (F,) int64: each sequence's start in true simulation time (laser l fires at
     ``t_ns + model.firing_offset_ns[l]``); ``range_m`` (F, L) float32: measured range, 0 = no return;
-    ``intensity`` (F, L) uint8: calibrated reflectivity."""
+    ``intensity`` (F, L) uint8: calibrated reflectivity.
+
+    Truth, not on the wire: ``box_index`` (F, L) int32, the index into ``scene.boxes`` of the box each
+    reported return came from, −1 where there is no return or it is the ground or fog backscatter (with
+    mixed returns, :class:`LidarImperfections`, an edge beam is credited to the box its centre ray hits);
+    None where not known."""
 
     azimuth_rad: np.ndarray
     t_ns: np.ndarray
     range_m: np.ndarray
     intensity: np.ndarray
+    box_index: np.ndarray | None = None
 
 
 def velodyne_model(calibration, **overrides) -> LidarModel:
@@ -548,6 +554,12 @@ def simulate_sweep(
     rng_out[~valid] = 0.0
     inten[~valid] = 0.0
 
+    from_box = np.zeros(n, bool)  # reported returns of a box surface (not ground, not fog backscatter)
+    from_box[keep] = True
+    if beta > 0:
+        from_box &= ~bs
+    box_of = np.where(valid & from_box & (hits.box_index >= 0), hits.box_index, -1).astype(np.int32)
+
     idx = np.flatnonzero(valid)
     data = np.empty((idx.size, len(CLOUD_FIELDS)), np.float32)
     data[:, 0:3] = d_lidar[idx] * rng_out[idx, None]
@@ -560,5 +572,6 @@ def simulate_sweep(
         t_ns=t_seq,
         range_m=rng_out.reshape(F, L).astype(np.float32),
         intensity=inten.reshape(F, L).astype(np.uint8),
+        box_index=box_of.reshape(F, L),
     )
     return cloud, firings

@@ -12,9 +12,10 @@ order. For every message:
 - ``seq`` = the sensor's capture index.
 
 Ground truth rides along: ``ground_truth`` (:class:`~edgefuse.types.Detections` in base_link) at every
-LiDAR stamp and ``ego_truth`` (the exact :class:`~edgefuse.types.Odometry` of base_link in the world) at
-every odometry stamp; both have raw = recv = stamp = true time. Everything is a pure function of
-(scenario, seed, params): every message draws its randomness from its own (seed, stream, index)
+LiDAR stamp, each box with its LiDAR and radar point counts and camera visibility
+(:mod:`edgefuse.sim.truth`), and ``ego_truth`` (the exact :class:`~edgefuse.types.Odometry` of base_link
+in the world) at every odometry stamp; both have raw = recv = stamp = true time. Everything is a pure
+function of (scenario, seed, params): every message draws its randomness from its own (seed, stream, index)
 generator, except the odometry, which integrates (as a real one does) from the first sample.
 
 The shells take the clock and the sleep as arguments, so replay = live and tests need no waiting.
@@ -37,6 +38,7 @@ from edgefuse.errors import InputError
 from edgefuse.sim.clocks import clock_truth, message_rng, sim_clocks
 from edgefuse.sim.ego import EgoNoise, OdometryIntegrator, imu_sample, true_odometry
 from edgefuse.sim.rig import SENSORS, sim_calibration
+from edgefuse.sim.truth import annotate, camera_visibility, count_by_track, lidar_track_ids
 from edgefuse.sim.world import SCENARIOS, ground_truth, make_world
 from edgefuse.types import CompressedImage, Detections, Image, Message
 
@@ -100,6 +102,7 @@ class Simulator:
         self.radar_model = RadarModel()
         self.ego_noise = EgoNoise.for_seed(self.seed)
         self._ego_cache: dict[str, tuple[int, list]] = {}
+        self._radar_cache: tuple[int, np.ndarray] | None = None  # (scan index, its truth track ids)
 
     # ---------------------------------------------------------------- schedule
 
@@ -146,6 +149,40 @@ class Simulator:
         T = self.calibration.extrinsics["lidar_top"]
         return simulate_sweep(self.world.scene_at(t), t, T, self.lidar_model, rng)
 
+    def radar_track_ids(self, t: int) -> np.ndarray:
+        """(M,) truth track ids of the last radar scan captured at or before true time ``t`` (empty before
+        the first): the scan its ``radar_front`` message carries, simulated again from its own generator
+        unless it is the one last asked for (a pure function of the seed: no other draw moves)."""
+        from edgefuse.sim.radar import simulate_radar
+
+        c = self.clocks["radar_front"]
+        k = c.first_index_at_or_after(t + 1) - 1
+        while c.capture_time(k + 1) <= t:  # the index formula rounds in float: settle on the exact times
+            k += 1
+        while k >= 0 and c.capture_time(k) > t:
+            k -= 1
+        if k < 0:
+            return np.zeros(0, np.int64)
+        if self._radar_cache is None or self._radar_cache[0] != k:
+            rng = self._rng("radar_front", k)
+            tk = c.capture_time(k)
+            c.raw_stamp(tk, rng), c.recv_time(tk, rng)  # the message's stamp draws come first
+            T = self.calibration.extrinsics["radar_front"]
+            _scan, ids = simulate_radar(self.world.scene_at(tk), tk, T, self.radar_model, rng)
+            self._radar_cache = (k, ids)
+        return self._radar_cache[1]
+
+    def annotated_truth(self, scene, t: int, firings) -> list:
+        """:func:`~edgefuse.sim.world.ground_truth` of the sweep ending at ``t`` with what each sensor sees
+        of each box (:mod:`edgefuse.sim.truth`: LiDAR points of this sweep, radar detections of
+        :meth:`radar_track_ids`, camera visibility at ``t``)."""
+        gt = ground_truth(scene)
+        lidar = count_by_track(lidar_track_ids(scene, firings.box_index))
+        radar = count_by_track(self.radar_track_ids(t))
+        cam = self.calibration.cameras["cam_front"]
+        vis = camera_visibility(scene, gt, cam, self.calibration.extrinsics["cam_front"])
+        return annotate(gt, lidar, radar, vis)
+
     def capture(self, sid: str, t: int, k: int, odom: OdometryIntegrator | None = None) -> list[Capture]:
         """The messages of capture ``k`` of sensor ``sid`` at true time ``t`` (plus ground truth)."""
         rng = self._rng(sid, k)
@@ -177,13 +214,14 @@ class Simulator:
             cloud, firings = simulate_sweep(scene, t, T, self.lidar_model, rng)
             out.append(Capture(msg(cloud), firings))
             if self.truth:
-                dets = Detections(t, tuple(ground_truth(scene)), "base_link")
+                dets = Detections(t, tuple(self.annotated_truth(scene, t, firings)), "base_link")
                 out.append(Capture(msg(dets, GROUND_TRUTH_ID, t, t, "base_link")))
         elif sid == "radar_front":
             from edgefuse.sim.radar import simulate_radar
 
             scene = self.world.scene_at(t)
             scan, track_ids = simulate_radar(scene, t, T, self.radar_model, rng)
+            self._radar_cache = (k, track_ids)
             out.append(Capture(msg(scan), track_ids))
         elif sid == "odom":
             ego = self._ego(sid, k)
