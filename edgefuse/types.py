@@ -266,6 +266,13 @@ class Detection:
                 )
             object.__setattr__(self, "visibility", float(self.visibility))
 
+    @property
+    def unseen(self) -> bool:
+        """True when its point counts are known and add up to 0 (an uncounted sensor is left out): no
+        LiDAR or radar point on it. nuScenes neither scores nor trains on such boxes."""
+        counts = [c for c in (self.lidar_points, self.radar_points) if c is not None]
+        return bool(counts) and sum(counts) == 0
+
 
 #: nuScenes' visibility levels: the upper bound of each bin (level 1 = 0-40 %, … level 4 = 80-100 %).
 VISIBILITY_BIN_UPPER: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0)

@@ -68,3 +68,58 @@ def test_losses_by_hand():
     tgt = torch.zeros(1, 2, 10)
     # |1 - 0| per channel, weights 1 × 8 + 0.2 × 2, one object; the masked second row adds nothing
     assert regression_loss(reg, index, mask, tgt).item() == pytest.approx(8.4, rel=1e-6)
+
+
+def _ped(x: float, y: float, **counts) -> Detection:
+    return Detection("pedestrian", 1.0, Box3D([x, y, 0.9], [0.7, 0.6, 1.8], 0.0), track_id=int(x), **counts)
+
+
+def test_boxes_no_sensor_saw_are_neither_positive_nor_negative():
+    """Counted with zero LiDAR and zero radar points (or zero LiDAR, radar not counted): no peak, no
+    regression slot, and the negatives around it weigh 0; any point, or no count at all, makes a positive."""
+    grid = HeadGrid((0.0, 0.0), 1.0, (40, 40))
+    classes = ("car", "pedestrian", "cyclist")
+    objs = [
+        _ped(5.5, 5.5, lidar_points=0, radar_points=0),  # unseen
+        _ped(15.5, 5.5, lidar_points=0),  # unseen (radar not counted)
+        _ped(25.5, 5.5, lidar_points=0, radar_points=1),  # a radar point: seen
+        _ped(5.5, 25.5, lidar_points=3, radar_points=0),  # LiDAR points: seen
+        _ped(25.5, 25.5),  # not counted: kept, as before counts existed
+    ]
+    t = build_targets(objs, classes, grid, max_objects=8)
+    peaks = {(int(i) % 40, int(i) // 40) for i, m in zip(t["index"], t["mask"], strict=True) if m}
+    assert peaks == {(25, 5), (5, 25), (25, 25)}
+    assert (t["heatmap"][1] == 1.0).sum() == 3
+    assert t["heatmap"][1, 5, 5] == 0.0 and t["heatmap"][1, 5, 15] == 0.0
+    w = t["heat_weight"]
+    assert w.shape == t["heatmap"].shape and w.dtype == np.float32
+    assert w[1, 5, 5] == 0.0 and w[1, 5, 15] == 0.0  # ignored where the unseen boxes stand
+    assert w[1, 5, 25] == 1.0 and w[1, 25, 5] == 1.0 and w[1, 25, 25] == 1.0 and w[1, 20, 20] == 1.0
+    assert w[0].min() == 1.0 and w[2].min() == 1.0  # other classes untouched
+    assert 0 < (w[1] == 0).sum() < 2 * 11 * 11  # a small square around each, not the whole map
+
+
+def test_focal_loss_ignores_what_the_weight_masks():
+    """The loss does not change with the logits where ``heat_weight`` is 0 (an unseen box's cells), and
+    still does elsewhere."""
+    import torch
+
+    from edgefuse.model.losses import total_loss
+
+    grid = HeadGrid((0.0, 0.0), 1.0, (20, 20))
+    objs = [_ped(5.5, 5.5, lidar_points=0, radar_points=0), _ped(15.5, 15.5)]
+    t = build_targets(objs, ("car", "pedestrian", "cyclist"), grid)
+    batch = {k: torch.from_numpy(v[None]) for k, v in t.items()}
+    reg = torch.zeros(1, 10, 20, 20)
+
+    def loss(logits):
+        return float(total_loss(logits, reg, batch)[0])
+
+    base = torch.full((1, 3, 20, 20), -2.0)
+    hot_unseen, hot_bg = base.clone(), base.clone()
+    hot_unseen[0, 1, 5, 5] = 3.0  # a confident detection of the unseen pedestrian
+    hot_bg[0, 1, 10, 2] = 3.0  # a confident false positive on plain background
+    assert loss(hot_unseen) == pytest.approx(loss(base), rel=1e-6)
+    assert loss(hot_bg) > loss(base) + 0.1
+    del batch["heat_weight"]  # without the weight the unseen pedestrian is background
+    assert loss(hot_unseen) > loss(base) + 0.1

@@ -75,8 +75,7 @@ def scored_objects(dets: Detections, rules: Mapping[str, ClassRule]) -> Detectio
         rule = rules.get(o.label)
         if rule is None or not math.sqrt(o.box.center[0] ** 2 + o.box.center[1] ** 2) < rule.range_m:
             continue
-        counts = [c for c in (o.lidar_points, o.radar_points) if c is not None]
-        if counts and sum(counts) == 0:
+        if o.unseen:
             continue
         keep.append(o)
     return Detections(dets.stamp_ns, tuple(keep), dets.frame)

@@ -9,12 +9,17 @@ import torch
 REG_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2)
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, neg_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """CenterNet's penalty-reduced focal loss (α = 2, β = 4), normalized by the number of peaks.
-    ``logits``, ``target`` (B, K, Ho, Wo); target peaks are exactly 1."""
+    ``logits``, ``target`` (B, K, Ho, Wo); target peaks are exactly 1. ``neg_weight`` (B, K, Ho, Wo):
+    weight of each cell's negative term (0 = ignored, around objects no sensor saw); None = all 1."""
     p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     pos = target.eq(1).to(p.dtype)
     neg = 1.0 - pos
+    if neg_weight is not None:
+        neg = neg * neg_weight
     pos_loss = torch.log(p) * (1 - p) ** 2 * pos
     neg_loss = torch.log(1 - p) * p**2 * (1 - target) ** 4 * neg
     n = pos.sum().clamp(min=1.0)
@@ -35,8 +40,9 @@ def regression_loss(
 
 
 def total_loss(heat, reg, batch: dict, reg_weight: float = 0.25) -> tuple[torch.Tensor, dict[str, float]]:
-    """(loss, parts) for a batch holding ``heatmap``, ``index``, ``mask``, ``regression`` tensors."""
-    lh = focal_loss(heat, batch["heatmap"])
+    """(loss, parts) for a batch holding ``heatmap``, ``index``, ``mask``, ``regression`` tensors (and
+    optionally ``heat_weight``, see :func:`focal_loss`)."""
+    lh = focal_loss(heat, batch["heatmap"], batch.get("heat_weight"))
     lr = regression_loss(reg, batch["index"], batch["mask"], batch["regression"])
     loss = lh + reg_weight * lr
     return loss, {"heatmap": float(lh.detach()), "regression": float(lr.detach())}

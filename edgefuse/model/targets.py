@@ -4,6 +4,11 @@ For every ground-truth object of a known class whose centre lies inside the head
 (value 1 at the centre cell) on its class heatmap, with the CenterNet radius for the box's footprint in
 cells, and a regression target at the centre cell (:data:`~edgefuse.model.heads.REG_FIELDS`: offset of
 the centre inside the cell, z, log l w h, sin/cos yaw, vx vy).
+
+Objects no sensor saw (:attr:`~edgefuse.types.Detection.unseen`: counted with zero LiDAR and zero radar
+points) are, as in nuScenes, neither positives nor negatives: no peak, no regression slot, and their
+Gaussian's square on their class channel is weighted 0 in ``heat_weight``, which the focal loss applies to
+its negative (background) term, so the model is not taught that an unseen object is background either.
 """
 
 from __future__ import annotations
@@ -61,11 +66,13 @@ def build_targets(
     max_objects: int = 128,
     min_radius: int = 2,
 ) -> dict[str, np.ndarray]:
-    """Targets of one frame: ``heatmap`` (K_cls, Ho, Wo) float32 in [0, 1]; ``index`` (M,) int64 flat
-    cell index iy·Wo + ix; ``mask`` (M,) float32 (1 = a real object); ``regression`` (M, 10) float32.
+    """Targets of one frame: ``heatmap`` (K_cls, Ho, Wo) float32 in [0, 1]; ``heat_weight`` (K_cls, Ho, Wo)
+    float32, 1 except 0 around unseen objects (module doc); ``index`` (M,) int64 flat cell index
+    iy·Wo + ix; ``mask`` (M,) float32 (1 = a real object); ``regression`` (M, 10) float32.
     Objects beyond ``max_objects`` (nearest first) and outside the grid are left out."""
     Ho, Wo = grid.hw
     heat = np.zeros((len(classes), Ho, Wo), np.float32)
+    weight = np.ones((len(classes), Ho, Wo), np.float32)
     index = np.zeros(max_objects, np.int64)
     mask = np.zeros(max_objects, np.float32)
     reg = np.zeros((max_objects, N_REG), np.float32)
@@ -81,8 +88,11 @@ def build_targets(
         ix, iy = int(math.floor(fx)), int(math.floor(fy))
         if not (0 <= ix < Wo and 0 <= iy < Ho):
             continue
-        r = gaussian_radius(o.box.size[0] / grid.cell_m, o.box.size[1] / grid.cell_m)
-        draw_gaussian(heat[classes.index(o.label)], ix, iy, max(min_radius, int(r)))
+        r = max(min_radius, int(gaussian_radius(o.box.size[0] / grid.cell_m, o.box.size[1] / grid.cell_m)))
+        if o.unseen:
+            weight[classes.index(o.label), max(0, iy - r) : iy + r + 1, max(0, ix - r) : ix + r + 1] = 0.0
+            continue
+        draw_gaussian(heat[classes.index(o.label)], ix, iy, r)
         index[n] = iy * Wo + ix
         mask[n] = 1.0
         reg[n] = (
@@ -96,4 +106,4 @@ def build_targets(
             o.velocity[1],
         )
         n += 1
-    return {"heatmap": heat, "index": index, "mask": mask, "regression": reg}
+    return {"heatmap": heat, "heat_weight": weight, "index": index, "mask": mask, "regression": reg}
