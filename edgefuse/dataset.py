@@ -36,7 +36,7 @@ GT_TOLERANCE_NS = 50_000_000
 #: Bumped whenever cached frames would come out differently (part of every cache key). 2: frames from
 #: FrameCore — version 1 let the simulator's ``ego_truth`` odometry (world frame) into the ego
 #: trajectory beside the dead-reckoned ``odom``, which scrambled LiDAR de-skew.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: ground-truth rows carry the LiDAR/radar point counts and camera visibility
 
 
 class DatasetError(InputError):
@@ -82,18 +82,32 @@ def frames(
 # ================================================================ compact frames
 
 
+_GT_COLUMNS = 13
+
+
 def _gt_rows(dets: Detections | None, classes: tuple[str, ...]) -> np.ndarray:
-    """(n, 10) float32: class index, x y z, l w h, yaw, vx vy."""
+    """(n, 13) float32: class index, x y z, l w h, yaw, vx vy, LiDAR points, radar points, visibility
+    (the last three −1 = not counted / unknown)."""
     rows = []
     for o in dets.objects if dets is not None else ():
         if o.label in classes:
-            rows.append([classes.index(o.label), *o.box.center, *o.box.size, o.box.yaw, *o.velocity])
-    return np.array(rows, np.float32).reshape(-1, 10)
+            seen = [-1 if v is None else v for v in (o.lidar_points, o.radar_points, o.visibility)]
+            rows.append([classes.index(o.label), *o.box.center, *o.box.size, o.box.yaw, *o.velocity, *seen])
+    return np.array(rows, np.float32).reshape(-1, _GT_COLUMNS)
 
 
 def gt_from_rows(rows: np.ndarray, stamp_ns: int, classes: tuple[str, ...]) -> Detections:
+    """The :class:`Detections` of :func:`_gt_rows`' rows (score 1)."""
     objs = tuple(
-        Detection(classes[int(r[0])], 1.0, Box3D(r[1:4], r[4:7], float(r[7])), r[8:10].astype(np.float64))
+        Detection(
+            classes[int(r[0])],
+            1.0,
+            Box3D(r[1:4], r[4:7], float(r[7])),
+            r[8:10].astype(np.float64),
+            lidar_points=int(r[10]) if r[10] >= 0 else None,
+            radar_points=int(r[11]) if r[11] >= 0 else None,
+            visibility=min(float(r[12]), 1.0) if r[12] >= 0 else None,
+        )
         for r in rows
     )
     return Detections(int(stamp_ns), objs)
