@@ -296,13 +296,25 @@ class KittiObjectDataset:
                 self.problems.append(str(e))
                 log.warning("kitti-object: skipped sample %s: %s", name, e)
 
-    def messages(self) -> Iterator[Message]:
-        """The samples as messages (camera, LiDAR, then ground truth per sample), stamp = raw = receive."""
+    def sample_messages(self, s: KittiSample) -> list[Message]:
+        """A sample's camera and LiDAR messages, then its ground truth (if any); stamp = raw = receive."""
+        out = []
+        for sid, payload in ((self.camera, s.image), (self.lidar, s.cloud), (GROUND_TRUTH_ID, s.truth)):
+            if payload is not None:
+                out.append(Message(sid, s.stamp_ns, payload, raw_stamp_ns=s.stamp_ns, recv_ns=s.stamp_ns,
+                                   frame=sid if sid != GROUND_TRUTH_ID else "base_link", seq=s.index))  # fmt: skip
+        return out
+
+    def __iter__(self) -> Iterator[Message]:
+        """Every sample's messages (:meth:`sample_messages`), for ``open_source``."""
         for s in self.samples():
-            for sid, payload in ((self.camera, s.image), (self.lidar, s.cloud), (GROUND_TRUTH_ID, s.truth)):
-                if payload is not None:
-                    yield Message(sid, s.stamp_ns, payload, raw_stamp_ns=s.stamp_ns, recv_ns=s.stamp_ns,
-                                  frame=sid if sid != GROUND_TRUTH_ID else "base_link", seq=s.index)  # fmt: skip
+            yield from self.sample_messages(s)
+
+    def source_id(self) -> str:
+        """Names this folder's content for cache keys: path, files, newest modification time."""
+        stats = [p.stat() for files in self.files.values() for p in files.values()]
+        newest = max((st.st_mtime_ns for st in stats), default=0)
+        return f"kitti-object:{self.root.resolve()}:{self.camera}:{self.lidar}:{len(stats)}:{newest}"
 
     def stats(self) -> dict[str, int]:
         out = {"samples": len(self.names), "error.bad_sample": len(self.problems)}
