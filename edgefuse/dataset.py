@@ -264,7 +264,9 @@ def build_cache(source, spec, cache_root: str | Path, progress: bool = False) ->
     builders: dict[int, TensorBuilder] = {}  # by calibration object (a dataset's samples may differ)
     n = n_gt = 0
     skipped: dict[str, int] = {}
-    for fs, ego, gt, calib in tqdm(made, desc=f"cache {label}", unit="frame", disable=not progress, leave=False):
+    for fs, ego, gt, calib in tqdm(
+        made, desc=f"cache {label}", unit="frame", disable=not progress, leave=False
+    ):
         n += 1
         if gt is None:
             continue

@@ -59,7 +59,9 @@ def test_round_trip_equals_the_simulator(exported):
         assert s.image.data.shape == (720, 1280, 3)
         # points: the sweep's own, in the LiDAR frame, within float32
         np.testing.assert_array_equal(s.cloud.xyz, cloud.xyz.astype(np.float32))
-        np.testing.assert_allclose(s.cloud.column("intensity"), cloud.column("intensity"), rtol=1e-6, atol=1e-4)
+        np.testing.assert_allclose(
+            s.cloud.column("intensity"), cloud.column("intensity"), rtol=1e-6, atol=1e-4
+        )
         # boxes: each loaded one is one of the simulator's, exactly; each clearly visible one is loaded
         gt = list(truth.objects)
         used = set()
@@ -84,8 +86,8 @@ def test_calibration_round_trip(exported):
     cal = s.calibration
     K = sim_cal.cameras["cam_front"].K
     np.testing.assert_allclose(cal.cameras["cam2"].K, K, atol=1e-9)
-    assert not cal.cameras["cam2"].distortion.any() and (cal.cameras["cam2"].width, cal.cameras["cam2"].height) == (
-        1280, 720)  # fmt: skip
+    cam2 = cal.cameras["cam2"]
+    assert not cam2.distortion.any() and (cam2.width, cam2.height) == (1280, 720)
     T_base_lidar = sim_cal.extrinsics["lidar_top"]
     np.testing.assert_allclose(cal.extrinsics["velodyne"].matrix(), T_base_lidar.matrix(), atol=1e-6)
     # the rectified camera is the sim camera turned by R0_rect: undoing it gives the sim's T_cam_lidar

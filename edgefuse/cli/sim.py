@@ -185,9 +185,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.set_defaults(func=cmd_sim_record)
 
-    p = sim_sub.add_parser("export", help="write a simulated drive as a dataset (KITTI 3D object; docs/datasets.md)")
+    p = sim_sub.add_parser(
+        "export", help="write a simulated drive as a dataset (KITTI 3D object; docs/datasets.md)"
+    )
     _sim_common(p)
-    p.add_argument("out", metavar="OUT", help="dataset folder (OUT/training/{image_2,velodyne,calib,label_2})")
+    p.add_argument(
+        "out", metavar="OUT", help="dataset folder (OUT/training/{image_2,velodyne,calib,label_2})"
+    )
     p.add_argument("--format", default="kitti", choices=("kitti",), help="dataset format (default kitti)")
     p.add_argument(
         "--duration", type=float, default=None, help="seconds of simulated time (default: scenario's)"

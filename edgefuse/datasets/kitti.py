@@ -39,7 +39,6 @@ import numpy as np
 from edgefuse.adapters.files.kitti import read_kitti_bin
 from edgefuse.calib.importers import kitti_to_calibration
 from edgefuse.errors import InputError
-from edgefuse.eval.kitti import KittiObject, parse_kitti_objects
 from edgefuse.geometry import Transform
 from edgefuse.rig import Calibration, SensorKit, SensorSpec
 from edgefuse.types import Box3D, Detection, Detections, Image, Message, PointCloud
@@ -65,6 +64,46 @@ class KittiDatasetError(InputError):
 
 
 # ================================================================ conventions
+
+
+@dataclass(frozen=True)
+class KittiObject:
+    """One object of a KITTI label or result file: ``type`` (e.g. Car, Van, Pedestrian, DontCare; compared
+    without case), ``truncated`` 0..1, ``occluded`` 0..3, ``alpha`` rad, ``bbox`` (4,) px x1 y1 x2 y2,
+    ``dimensions`` (3,) m height width length, ``location`` (3,) m bottom centre in camera-2,
+    ``rotation_y`` rad, ``score`` (detections; 1 for ground truth)."""
+
+    type: str
+    truncated: float
+    occluded: int
+    alpha: float
+    bbox: tuple[float, float, float, float]
+    dimensions: tuple[float, float, float]
+    location: tuple[float, float, float]
+    rotation_y: float
+    score: float = 1.0
+
+
+def parse_kitti_objects(text: str, name: str = "<kitti>") -> list[KittiObject]:
+    """The objects of a KITTI label (15 fields a line) or result file (16: with the score)."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        f = line.split()
+        if not f:
+            continue
+        if len(f) not in (15, 16):
+            raise InputError(f"{name}:{n}: expected 15 (label) or 16 (result) fields, got {len(f)}")
+        try:
+            v = [float(x) for x in f[1:]]
+        except ValueError as e:
+            raise InputError(f"{name}:{n}: expected numbers after the type: {e}") from None
+        out.append(
+            KittiObject(
+                f[0], v[0], int(v[1]), v[2], tuple(v[3:7]), tuple(v[7:10]), tuple(v[10:13]), v[13],
+                v[14] if len(v) == 15 else 1.0,
+            )
+        )  # fmt: skip
+    return out
 
 
 def box_to_kitti(box: Box3D, T_rect_base: Transform) -> tuple[np.ndarray, np.ndarray, float]:
@@ -95,7 +134,9 @@ def box_corners_rect(location, dimensions, rotation_y: float) -> np.ndarray:
     return np.stack([c * x + s * z, y, -s * x + c * z], axis=1) + np.asarray(location, np.float64)
 
 
-def image_box(corners_rect: np.ndarray, P: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float] | None:
+def image_box(
+    corners_rect: np.ndarray, P: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, float] | None:
     """The 2D box (x1 y1 x2 y2 px, clipped to the image) of a 3D box's corners projected with ``P``
     (3 × 4), and KITTI's truncation (the fraction of the unclipped 2D box outside the image); None where a
     corner is less than 0.1 m in front of the camera or the box misses the image (KITTI labels only objects
@@ -120,7 +161,9 @@ def format_kitti_object(o: KittiObject) -> str:
     return " ".join([o.type, *(f"{v:.2f}" if i < 2 else f"{v:.8f}" for i, v in enumerate(nums))])
 
 
-def calib_text(P: np.ndarray, R0_rect: np.ndarray, T_cam_velo: Transform, T_velo_imu: Transform | None) -> str:
+def calib_text(
+    P: np.ndarray, R0_rect: np.ndarray, T_cam_velo: Transform, T_velo_imu: Transform | None
+) -> str:
     """A KITTI object calib file: P0–P3 = ``P`` (3 × 4; the one camera), R0_rect, Tr_velo_to_cam,
     Tr_imu_to_velo (when given), 12 significant digits."""
 
@@ -172,7 +215,9 @@ def parse_kitti_object_uri(uri: str) -> tuple[Path, str, str]:
     ids = {"camera": "cam2", "lidar": "velodyne"}
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
         if k not in ids or not v:
-            raise KittiDatasetError(f"{uri}: query {k}={v!r}: expected only camera=ID and lidar=ID (non-empty)")
+            raise KittiDatasetError(
+                f"{uri}: query {k}={v!r}: expected only camera=ID and lidar=ID (non-empty)"
+            )
         ids[k] = v
     return Path(path), ids["camera"], ids["lidar"]
 
@@ -181,7 +226,9 @@ def _split_dir(root: Path) -> Path:
     for d in (root, root / "training"):
         if (d / "velodyne").is_dir() or (d / "image_2").is_dir():
             return d
-    raise KittiDatasetError(f"{root}: expected a KITTI object folder (training/ with image_2, velodyne, calib)")
+    raise KittiDatasetError(
+        f"{root}: expected a KITTI object folder (training/ with image_2, velodyne, calib)"
+    )
 
 
 def _renamed(calib: Calibration, old: str, new: str) -> None:
@@ -301,8 +348,9 @@ class KittiObjectDataset:
         out = []
         for sid, payload in ((self.camera, s.image), (self.lidar, s.cloud), (GROUND_TRUTH_ID, s.truth)):
             if payload is not None:
-                out.append(Message(sid, s.stamp_ns, payload, raw_stamp_ns=s.stamp_ns, recv_ns=s.stamp_ns,
-                                   frame=sid if sid != GROUND_TRUTH_ID else "base_link", seq=s.index))  # fmt: skip
+                frame = sid if sid != GROUND_TRUTH_ID else "base_link"
+                m = Message(sid, s.stamp_ns, payload, s.stamp_ns, s.stamp_ns, frame=frame, seq=s.index)
+                out.append(m)
         return out
 
     def __iter__(self) -> Iterator[Message]:

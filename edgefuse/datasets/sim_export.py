@@ -31,10 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefuse.datasets.kitti import box_corners_rect, box_to_kitti, calib_text, format_kitti_object, image_box
+from edgefuse.datasets.kitti import (
+    KittiObject,
+    box_corners_rect,
+    box_to_kitti,
+    calib_text,
+    format_kitti_object,
+    image_box,
+)
 from edgefuse.errors import InputError
-from edgefuse.eval.kitti import KittiObject
-from edgefuse.geometry import CameraModel, Transform
+from edgefuse.geometry import Transform
 
 _NS = 1_000_000_000
 #: edgefuse class → KITTI type
@@ -119,7 +125,9 @@ def export_kitti(
         (root / folder).mkdir(parents=True, exist_ok=True)
     pairs, unpaired = pair_captures(sim, int(round(duration_s * _NS)))
     written = outside = 0
-    for i, (t, k, tc, kc) in enumerate(tqdm(pairs, desc="sim export kitti", disable=not progress, leave=False)):
+    for i, (t, k, tc, kc) in enumerate(
+        tqdm(pairs, desc="sim export kitti", disable=not progress, leave=False)
+    ):
         name = f"{i:06d}"
         image = sim.capture(CAMERA, tc, kc)[0].message.payload.data
         rect = cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
@@ -134,7 +142,8 @@ def export_kitti(
         (root / "label_2" / f"{name}.txt").write_text("".join(line + "\n" for line in lines))
         written, outside = written + len(lines), outside + n_out
     return {
-        "out": str(root), "format": "kitti", "scenario": scenario, "seed": int(seed), "duration_s": duration_s,
+        "out": str(root), "format": "kitti", "scenario": scenario, "seed": int(seed),
+        "duration_s": duration_s,
         "samples": len(pairs), "sweeps_without_camera": unpaired, "objects": written,
         "objects_outside_image": outside,
     }  # fmt: skip
