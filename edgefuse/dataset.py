@@ -1,4 +1,5 @@
-"""Training/evaluation frames from simulator logs (or the in-memory simulator), cached on disk.
+"""Training/evaluation frames from simulator logs (or the in-memory simulator) and datasets (KITTI object:
+``kitti-object://DIR``, :mod:`edgefuse.datasets.kitti`), cached on disk.
 
 Core: :func:`frames` turns a message stream (host-receive order, as a log or the simulator gives it)
 into ``(FrameSet, EgoTrajectory | None, ground truth Detections | None)`` with the frame assembler
@@ -200,15 +201,34 @@ class CacheInfo:
     frames_with_truth: int
 
 
-def build_cache(source, spec, cache_root: str | Path, progress: bool = False) -> CacheInfo:
-    """Cache the frames of ``source`` (a log path, or a :class:`~edgefuse.sim.run.Simulator` and
-    duration as ``(sim, duration_ns)``) for ``spec`` under ``cache_root``; reuse a completed cache.
-    Frames without ground truth are left out (counted in the returned info); frames whose inputs cannot
-    be built (an :class:`~edgefuse.errors.InputError`) are skipped and counted by reason in ``done.json``."""
-    from tqdm import tqdm
+def _dataset_frames(uri: str, spec):
+    """(source id, label, frames, kit, problems) of a dataset URI (``kitti-object://DIR``): each sample is
+    one frame already (KITTI's camera and LiDAR are paired by the benchmark; no odometry, so no ego), with
+    its own calibration — ``frames`` yields (FrameSet, None, truth, calibration). ``problems``: the
+    dataset's one-line reports of skipped samples, filled while iterating."""
+    from edgefuse.datasets.kitti import KittiObjectDataset, parse_kitti_object_uri
 
-    from edgefuse.tensors import TensorBuilder
+    root, camera, lidar = parse_kitti_object_uri(uri)
+    ds = KittiObjectDataset(root, camera, lidar)
+    for s in spec.cameras + spec.lidars:
+        if s not in (camera, lidar):
+            raise DatasetError(
+                f"{uri}: the model's sensor {s!r} is not in the dataset (it has camera {camera!r}, LiDAR "
+                f"{lidar!r}); expected kitti-object://DIR?camera=ID&lidar=ID naming the model's sensors"
+            )
 
+    def gen():
+        for sample in ds.samples():
+            msgs = {m.sensor_id: m for m in ds.sample_messages(sample) if m.sensor_id != GROUND_TRUTH_ID}
+            fs = FrameSet(sample.stamp_ns, msgs, dict.fromkeys(msgs, 0))
+            yield fs, None, sample.truth, sample.calibration
+
+    return ds.source_id(), f"kitti-object {root.name}", gen(), ds.kit(), ds.problems
+
+
+def _log_frames(source):
+    """(source id, label, frames, kit, problems) of a simulator run ``(sim, duration_ns)`` or a log path:
+    frames (FrameSet, ego, truth, calibration) from the frame assembler (:func:`frames`)."""
     if isinstance(source, tuple):
         sim, duration_ns = source
         sid = f"sim:{sim.scenario}:{sim.seed}:{sorted(sim.world.params.items())}:{int(duration_ns)}"
@@ -218,23 +238,56 @@ def build_cache(source, spec, cache_root: str | Path, progress: bool = False) ->
         sid = log_source_id(source)
         messages, calib, kit = _log_messages(source)
         label = Path(source).name
+    return sid, label, ((fs, ego, gt, calib) for fs, ego, gt in frames(messages, calib, kit)), kit, []
+
+
+def is_dataset_uri(source) -> bool:
+    """True for the dataset URIs :func:`build_cache` reads (``kitti-object://``)."""
+    return isinstance(source, str) and source.startswith("kitti-object://")
+
+
+def default_cache_root(source) -> Path:
+    """Where a source's frame cache goes unless told: ``.edgefuse-cache`` beside a log, inside a dataset."""
+    if is_dataset_uri(source):
+        return Path(source.partition("://")[2].partition("?")[0]) / ".edgefuse-cache"
+    return Path(source).parent / ".edgefuse-cache"
+
+
+def build_cache(source, spec, cache_root: str | Path, progress: bool = False) -> CacheInfo:
+    """Cache the frames of ``source`` (a log path, a dataset URI ``kitti-object://DIR``, or a
+    :class:`~edgefuse.sim.run.Simulator` and duration as ``(sim, duration_ns)``) for ``spec`` under
+    ``cache_root``; reuse a completed cache. Frames without ground truth are left out (counted in the
+    returned info); frames whose inputs cannot be built (an :class:`~edgefuse.errors.InputError`) and a
+    dataset's bad samples are skipped and counted by reason in ``done.json``. A dataset without radar feeds
+    the spec's radars empty."""
+    from tqdm import tqdm
+
+    from edgefuse.tensors import TensorBuilder
+
+    if is_dataset_uri(source):
+        sid, label, made, kit, problems = _dataset_frames(source, spec)
+    else:
+        sid, label, made, kit, problems = _log_frames(source)
     d = Path(cache_root) / _key(sid, spec)
     done = d / "done.json"
     if done.is_file():
         info = json.loads(done.read_text())
         return CacheInfo(d, info["frames"], info["frames_with_truth"])
     d.mkdir(parents=True, exist_ok=True)
-    builder = TensorBuilder(spec, calib)
+    absent = tuple(r for r in spec.radars if not any(s.id == r for s in kit.sensors))
+    builders: dict[int, TensorBuilder] = {}  # by calibration object (a dataset's samples may differ)
     n = n_gt = 0
     skipped: dict[str, int] = {}
-    for fs, ego, gt in tqdm(
-        frames(messages, calib, kit), desc=f"cache {label}", unit="frame", disable=not progress, leave=False
+    for fs, ego, gt, calib in tqdm(
+        made, desc=f"cache {label}", unit="frame", disable=not progress, leave=False
     ):
         n += 1
         if gt is None:
             continue
         try:
-            c = compact(builder.build(fs, ego), gt, spec)
+            if id(calib) not in builders:
+                builders[id(calib)] = TensorBuilder(spec, calib, absent)
+            c = compact(builders[id(calib)].build(fs, ego), gt, spec)
         except InputError as e:  # a bad frame (undecodable image, wrong fields) is skipped and counted
             skipped[str(e)[:200]] = skipped.get(str(e)[:200], 0) + 1
             continue
@@ -242,6 +295,8 @@ def build_cache(source, spec, cache_root: str | Path, progress: bool = False) ->
         np.savez(tmp, **c)
         os.replace(tmp, d / f"{n_gt:06d}.npz")
         n_gt += 1
+    for line in problems:
+        skipped[line[:200]] = skipped.get(line[:200], 0) + 1
     record = {
         "source": sid,
         "frames": n,

@@ -36,6 +36,7 @@ SCHEMES: tuple[str, ...] = (
     "ego-udp",
     "mcap",
     "sim",
+    "kitti-object",
 )
 
 
@@ -192,6 +193,12 @@ def open_source(uri: str, sensor_id: str | None = None, base_dir: Path | None = 
         from edgefuse.sim.source import open_sim
 
         return open_sim(uri)
+    elif scheme == "kitti-object":
+        from edgefuse.datasets.kitti import KittiObjectDataset, parse_kitti_object_uri
+
+        root, camera, lidar = parse_kitti_object_uri(_with_path_and_param(uri, base_dir, "camera", None))
+        ds = KittiObjectDataset(root, camera, lidar)  # a dataset: camera, LiDAR and ground-truth messages
+        return AdaptedSource(ds, uri, "dataset", False, lambda d: d.stats())
     raise SourceUriError(f"{uri!r}: unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
 
 

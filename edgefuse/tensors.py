@@ -404,13 +404,14 @@ class TensorBuilder:
     """Builds :class:`FusionInputs` for one spec and calibration; keeps the remap tables and voxelizer
     scratch between frames. ``build(frameset, ego=None)``: ``ego`` an
     :class:`~edgefuse.motion.EgoTrajectory` to de-skew LiDAR sweeps (clouds need ``t_ns``) and
-    ego-compensate radar doppler; None = points as measured."""
+    ego-compensate radar doppler; None = points as measured. ``absent``: radars of the spec the source does
+    not have (a dataset without radar: KITTI): no calibration needed, their input always empty (valid 0)."""
 
-    def __init__(self, spec: TensorSpec, calibration):
+    def __init__(self, spec: TensorSpec, calibration, absent: tuple[str, ...] = ()):
         self.spec, self.calib = spec, calibration
         for s in spec.cameras:
             calibration.camera(s)
-        for s in spec.cameras + spec.lidars + spec.radars:
+        for s in spec.cameras + spec.lidars + tuple(r for r in spec.radars if r not in absent):
             calibration.T_base(s)
         self.images = ImagePreprocessor(spec.image_size, spec.image_mean, spec.image_std)
         self.lidar_vox = PillarVoxelizer.for_spec(spec)

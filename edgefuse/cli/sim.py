@@ -36,6 +36,17 @@ def cmd_sim_record(args) -> dict:
     )
 
 
+def cmd_sim_export(args) -> dict:
+    from edgefuse.datasets.sim_export import export_kitti
+
+    if args.format != "kitti":
+        raise InputError(f"sim export --format {args.format}: expected kitti (nuScenes is not written yet)")
+    return export_kitti(
+        args.out, args.scenario, args.seed, args.duration,
+        progress=not getattr(args, "json", False), **_sim_params(args.param),
+    )  # fmt: skip
+
+
 def cmd_sim_preview(args) -> dict:
     from edgefuse.sim.run import write_preview
 
@@ -173,6 +184,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="MCAP chunk compression (default lz4: fastest; zstd: ~20%% smaller)",
     )  # fmt: skip
     p.set_defaults(func=cmd_sim_record)
+
+    p = sim_sub.add_parser(
+        "export", help="write a simulated drive as a dataset (KITTI 3D object; docs/datasets.md)"
+    )
+    _sim_common(p)
+    p.add_argument(
+        "out", metavar="OUT", help="dataset folder (OUT/training/{image_2,velodyne,calib,label_2})"
+    )
+    p.add_argument("--format", default="kitti", choices=("kitti",), help="dataset format (default kitti)")
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds of simulated time (default: scenario's)"
+    )
+    p.set_defaults(func=cmd_sim_export)
 
     p = sim_sub.add_parser("preview", help="write camera.png (GT boxes) and bev.png (LiDAR + radar + boxes)")
     _sim_common(p)

@@ -107,7 +107,7 @@ def evaluate(
     ``out_dir`` (default: next to the first log, ``<log>.eval/``)."""
     from tqdm import tqdm
 
-    from edgefuse.dataset import CachedFrames, build_cache
+    from edgefuse.dataset import CachedFrames, build_cache, default_cache_root
     from edgefuse.tensors import TensorSpec
 
     if not logs:
@@ -115,7 +115,7 @@ def evaluate(
     infer, manifest, backend = load_predictor(model, backend)
     spec = TensorSpec.from_dict(manifest.tensor_spec, f"{model}: manifest tensor_spec")
     classes = tuple(manifest.classes)
-    cache_root = Path(cache_root) if cache_root else Path(logs[0]).parent / ".edgefuse-cache"
+    cache_root = Path(cache_root) if cache_root else default_cache_root(logs[0])
     dirs = [build_cache(p, spec, cache_root, progress=progress).directory for p in logs]
     data = CachedFrames(dirs, spec)
     n = len(data) if max_frames is None else min(len(data), max_frames)

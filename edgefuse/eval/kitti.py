@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgefuse.datasets.kitti import KittiObject, parse_kitti_objects
 from edgefuse.errors import InputError
 
 DIFFICULTIES: tuple[str, ...] = ("easy", "moderate", "hard")
@@ -49,46 +49,6 @@ MAX_TRUNCATION: tuple[float, ...] = (0.15, 0.3, 0.5)
 MIN_OVERLAP_3D: dict[str, float] = {"car": 0.7, "pedestrian": 0.5, "cyclist": 0.5}
 NEIGHBOUR: dict[str, str] = {"car": "van", "pedestrian": "person_sitting"}
 N_RECALL = 40
-
-
-@dataclass(frozen=True)
-class KittiObject:
-    """One object of a KITTI label or result file: ``type`` (e.g. Car, Van, Pedestrian, DontCare; compared
-    without case), ``truncated`` 0..1, ``occluded`` 0..3, ``alpha`` rad, ``bbox`` (4,) px x1 y1 x2 y2,
-    ``dimensions`` (3,) m height width length, ``location`` (3,) m bottom centre in camera-2,
-    ``rotation_y`` rad, ``score`` (detections; 1 for ground truth)."""
-
-    type: str
-    truncated: float
-    occluded: int
-    alpha: float
-    bbox: tuple[float, float, float, float]
-    dimensions: tuple[float, float, float]
-    location: tuple[float, float, float]
-    rotation_y: float
-    score: float = 1.0
-
-
-def parse_kitti_objects(text: str, name: str = "<kitti>") -> list[KittiObject]:
-    """The objects of a KITTI label (15 fields a line) or result file (16: with the score)."""
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        f = line.split()
-        if not f:
-            continue
-        if len(f) not in (15, 16):
-            raise InputError(f"{name}:{n}: expected 15 (label) or 16 (result) fields, got {len(f)}")
-        try:
-            v = [float(x) for x in f[1:]]
-        except ValueError as e:
-            raise InputError(f"{name}:{n}: expected numbers after the type: {e}") from None
-        out.append(
-            KittiObject(
-                f[0], v[0], int(v[1]), v[2], tuple(v[3:7]), tuple(v[7:10]), tuple(v[10:13]), v[13],
-                v[14] if len(v) == 15 else 1.0,
-            )
-        )  # fmt: skip
-    return out
 
 
 def bev_corners(o: KittiObject) -> np.ndarray:

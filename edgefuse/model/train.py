@@ -242,7 +242,7 @@ def train_model(
     threads. Returns the fit summary plus the dataset size."""
     from dataclasses import replace
 
-    from edgefuse.dataset import CachedFrames, build_cache
+    from edgefuse.dataset import CachedFrames, build_cache, is_dataset_uri
     from edgefuse.errors import InputError
     from edgefuse.model.checkpoint import new_model
     from edgefuse.model.config import CONFIGS, edge_spec
@@ -253,7 +253,7 @@ def train_model(
     if config not in CONFIGS:
         raise InputError(f"train --config: expected one of {sorted(CONFIGS)}, got {config!r}")
     for p in data:
-        if not Path(p).is_file():
+        if not is_dataset_uri(p) and not Path(p).is_file():
             raise FileNotFoundError(f"{p}: no such log")
     spec = edge_spec() if spec is None else spec
     cfg = replace(CONFIGS[config], fusion=fusion, modalities=tuple(modalities))
