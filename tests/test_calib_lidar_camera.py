@@ -149,7 +149,8 @@ def test_lidar_camera_median_over_seeds_on_the_realistic_simulator(frames_seed0)
     for seed in range(5):
         frames = frames_seed0 if seed == 0 else lidar_camera_frames(seed, frames_per_pose=FRAMES_PER_POSE)
         obs = _observations(frames)
-        errs.append(transform_error(solve_lidar_camera(obs, board, leave_one_out=False).T_cam_lidar, _truth()))
+        r = solve_lidar_camera(obs, board, leave_one_out=False)
+        errs.append(transform_error(r.T_cam_lidar, _truth()))
         if seed < 2:
             r = solve_lidar_camera(obs, board, leave_one_out=False, range_model=False)
             old.append(transform_error(r.T_cam_lidar, _truth()))

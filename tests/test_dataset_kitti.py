@@ -53,7 +53,7 @@ def test_round_trip_equals_the_simulator(exported):
     sweeps = list(_sim_sweeps())
     assert info["sweeps_without_camera"] == 0 and ds.problems == []
     assert len(samples) == len(sweeps) == 25
-    n_boxes = 0
+    n_boxes, hidden = 0, []
     for s, (sim, cloud, truth) in zip(samples, sweeps, strict=True):
         assert s.stamp_ns == s.index * 100_000_000
         assert s.image.data.shape == (720, 1280, 3)
@@ -76,7 +76,16 @@ def test_round_trip_equals_the_simulator(exported):
         visible = {i for i, g in enumerate(gt) if _in_view(sim, g.box)}
         assert visible <= used
         n_boxes += len(used)
+        hidden += [gt[i].visibility < 0.4 for i in used if gt[i].visibility is not None]
     assert n_boxes > 100
+    # KITTI's occlusion levels (0 fully visible, 1 partly, 2 largely occluded) come from the truth's camera
+    # visibility: largely hidden boxes exist in this drive, so level 2 is written, and level 0 too
+    levels = [
+        int(line.split()[2])
+        for f in sorted((out / "training" / "label_2").glob("*.txt"))
+        for line in f.read_text().splitlines()
+    ]
+    assert 0 in levels and (2 in levels) == any(hidden), (sorted(set(levels)), sum(hidden))
 
 
 def test_calibration_round_trip(exported):

@@ -156,9 +156,10 @@ def image_box(
 
 
 def format_kitti_object(o: KittiObject) -> str:
-    """One ``label_2`` line (15 fields; 8 decimals, so values of a float32 survive the text)."""
-    nums = [o.truncated, o.occluded, o.alpha, *o.bbox, *o.dimensions, *o.location, o.rotation_y]
-    return " ".join([o.type, *(f"{v:.2f}" if i < 2 else f"{v:.8f}" for i, v in enumerate(nums))])
+    """One ``label_2`` line (15 fields, as KITTI writes them: truncation with 2 decimals, the occlusion
+    level an integer; the rest with 8 decimals, so values of a float32 survive the text)."""
+    nums = [o.alpha, *o.bbox, *o.dimensions, *o.location, o.rotation_y]
+    return " ".join([o.type, f"{o.truncated:.2f}", str(int(o.occluded)), *(f"{v:.8f}" for v in nums)])
 
 
 def calib_text(

@@ -20,8 +20,8 @@ like KITTI's, are the boxes at the LiDAR stamp.
   (per-point time and ring are not in KITTI's format).
 - ``label_2``: the truth objects whose box lies wholly in front of the camera and whose projected box
   overlaps the image (KITTI labels only objects in the image); truncation = the fraction of the projected
-  box outside the image; occlusion is written 0: the simulator's truth does not say yet what the camera
-  sees; alpha = rotation_y − atan2(x, z).
+  box outside the image; occlusion from the truth's camera ``visibility`` (:func:`kitti_occlusion`);
+  alpha = rotation_y − atan2(x, z).
 """
 
 from __future__ import annotations
@@ -87,10 +87,19 @@ def _labels(truth, T_rect_base: Transform, P: np.ndarray, size: tuple[int, int])
             continue
         bbox, truncated = box
         alpha = (ry - math.atan2(loc[0], loc[2]) + math.pi) % (2 * math.pi) - math.pi
-        ko = KittiObject(KITTI_TYPES[o.label], round(truncated, 2), 0, alpha, tuple(bbox), tuple(dims),
-                         tuple(loc), ry)  # fmt: skip
+        ko = KittiObject(KITTI_TYPES[o.label], round(truncated, 2), kitti_occlusion(o.visibility), alpha,
+                         tuple(bbox), tuple(dims), tuple(loc), ry)  # fmt: skip
         lines.append(format_kitti_object(ko))
     return lines, outside
+
+
+def kitti_occlusion(visibility: float | None) -> int:
+    """KITTI's ``occluded`` level from the fraction of a box the camera sees: 0 fully visible (≥ 80 %),
+    1 partly occluded (40–80 %), 2 largely occluded (< 40 %); 0 when unknown (KITTI's 3 = "unknown" would
+    drop the object from every KITTI difficulty)."""
+    if visibility is None or visibility >= 0.8:
+        return 0
+    return 1 if visibility >= 0.4 else 2
 
 
 def export_kitti(
