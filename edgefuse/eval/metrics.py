@@ -84,14 +84,19 @@ def scored_objects(dets: Detections, rules: Mapping[str, ClassRule]) -> Detectio
 @dataclass(frozen=True)
 class Matches:
     """One class's predictions matched at one threshold, in matching order (score descending):
-    ``scores`` (Np,), ``tp`` (Np,) bool, ``n_gt`` ground-truth objects of the class, and per true
+    ``scores`` (Np,), ``tp`` (Np,) bool, ``n_gt`` ground-truth objects of the class, per true
     positive, in the same order, ``errors`` {ATE, ASE, AOE, AVE, AAE: (Ntp,)} (AAE NaN where the truth
-    has no attribute)."""
+    has no attribute), and ``frame`` (Np,) int: the index of each prediction's frame.
+
+    A prediction only ever takes ground truth of its own frame, so its flag and errors equal those of
+    matching its frame alone in score order: they do not depend on the other frames
+    (:mod:`edgefuse.eval.intervals` relies on this)."""
 
     scores: np.ndarray
     tp: np.ndarray
     n_gt: int
     errors: dict[str, np.ndarray]
+    frame: np.ndarray
 
 
 def _class_objects(dets: Detections, label: str) -> list:
@@ -131,6 +136,7 @@ def match_class(
         tp=tp,
         n_gt=sum(len(g) for g in gt_objs),
         errors=tp_errors_of_pairs(pairs, yaw_period),
+        frame=np.array([f for f, _ in pred_objs], np.int64).reshape(-1)[order],
     )
 
 
@@ -277,26 +283,31 @@ def evaluate_detections(
     per_class: dict[str, dict] = {}
     for label in (c for c in classes if c not in absent):
         rule = rules[label]
-        row: dict = {}
-        for t in thresholds_m:
-            m = match_class(preds, gts, label, t, rule.yaw_period)
-            c = accumulate(m)
-            row[f"AP@{t:g}m"] = average_precision(c)
-            row["n_gt"] = m.n_gt
-            if t == TP_THRESHOLD_M:
-                for k in TP_ERRORS:
-                    row[k] = float("nan") if k in rule.unscored else tp_error(c, k)
-        row["AP"] = float(np.mean([row[f"AP@{t:g}m"] for t in thresholds_m]))
-        per_class[label] = row
+        matches = {t: match_class(preds, gts, label, t, rule.yaw_period) for t in thresholds_m}
+        per_class[label] = class_row(matches, rule)
+    return {**summarize(per_class), "per_class": per_class, "absent": absent, "frames": len(gts)}
+
+
+def class_row(matches: Mapping[float, Matches], rule: ClassRule) -> dict:
+    """One class's row of :func:`evaluate_detections` from its matching at each threshold (m → Matches;
+    :data:`TP_THRESHOLD_M` among them): AP@<t>m, n_gt, the TP errors (NaN where ``rule`` leaves them
+    out) and AP, the mean over the thresholds."""
+    row: dict = {}
+    for t, m in matches.items():
+        c = accumulate(m)
+        row[f"AP@{t:g}m"] = average_precision(c)
+        row["n_gt"] = m.n_gt
+        if t == TP_THRESHOLD_M:
+            for k in TP_ERRORS:
+                row[k] = float("nan") if k in rule.unscored else tp_error(c, k)
+    row["AP"] = float(np.mean([row[f"AP@{t:g}m"] for t in matches]))
+    return row
+
+
+def summarize(per_class: Mapping[str, dict]) -> dict:
+    """``mAP``, ``NDS`` and ``mATE`` … ``mAAE`` of the class rows of :func:`class_row` (module doc)."""
     m_ap = float(np.mean([r["AP"] for r in per_class.values()])) if per_class else float("nan")
     means = {k: _mean_skipping_nan([r[k] for r in per_class.values()]) for k in TP_ERRORS}
     tp_scores = [1.0 - v if 1.0 - v > 0.0 else 0.0 for v in means.values()]  # NaN → 0
     nds = (MEAN_AP_WEIGHT * m_ap + sum(tp_scores)) / (MEAN_AP_WEIGHT + len(tp_scores))
-    return {
-        "mAP": m_ap,
-        "NDS": float(nds),
-        **{f"m{k}": v for k, v in means.items()},
-        "per_class": per_class,
-        "absent": absent,
-        "frames": len(gts),
-    }
+    return {"mAP": m_ap, "NDS": float(nds), **{f"m{k}": v for k, v in means.items()}}
