@@ -41,6 +41,7 @@ def cmd_eval(args) -> dict:
         modalities=parse_modalities(args.modalities), out_dir=args.out, cache_root=args.cache,
         max_frames=args.max_frames, progress=not getattr(args, "json", False),
         without_radar_fields=tuple(f.strip() for f in args.without_radar_fields.split(",") if f.strip()),
+        scene_s=args.scene_seconds, n_boot=args.bootstrap,
     )  # fmt: skip
 
 
@@ -169,6 +170,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--without-radar-fields", default="", metavar="F,…",
         help="optional radar fields masked as on a radar without them (e.g. rcs: a TI radar)",
+    )  # fmt: skip
+    p.add_argument(
+        "--bootstrap", type=int, default=1000, metavar="N",
+        help="95%% intervals from N draws of the scenes with replacement (default 1000; 0: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--scene-seconds", type=float, default=20.0, metavar="S",
+        help="a scene, the unit the intervals resample: S seconds of one log (default 20, as nuScenes)",
     )  # fmt: skip
     add_json(p)
     p.set_defaults(func=cmd_eval, human=_human_eval)
