@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgefuse.eval.metrics import (
+    CLASS_RULES,
     THRESHOLDS_M,
     TP_ERRORS,
     TP_THRESHOLD_M,
@@ -125,8 +126,6 @@ def prepare(
     """Match frame-aligned ``preds`` and ``gts`` once per class and threshold (arguments as
     :func:`~edgefuse.eval.metrics.evaluate_detections`; ``scenes`` (N,) the scene of each frame, 0 … S−1,
     e.g. from :func:`scene_ids`)."""
-    from edgefuse.eval.metrics import CLASS_RULES
-
     # the checks and messages of the metric itself (a few frames: cheap)
     evaluate_detections(preds[:1], gts[:1], classes, rules, thresholds_m, skip_absent)
     if len(preds) != len(gts):
