@@ -193,6 +193,15 @@ def test_bad_input_is_named():
         bootstrap(p, 0)
 
 
+def test_one_scene_gives_no_interval():
+    preds, gts, _ = _drive(1, seed=7)
+    p = prepare(preds, gts, CLASSES, np.zeros(len(gts), np.int64))
+    ci = bootstrap(p, 100)
+    assert set(ci) == set(draw_scores(p, np.ones(1, np.int64))) and all(math.isnan(v) for v in ci["mAP"])
+    d = compare_intervals(p, p, 100)["mAP"]
+    assert d.delta == 0.0 and math.isnan(d.ci95[0]) and not d.separated
+
+
 def test_text_view_shows_intervals():
     scores = {"mAP": 0.718, "NDS": 0.6, **{f"m{k}": 0.25 for k in TP_ERRORS}}
     row = {"AP": 0.5, **dict.fromkeys(TP_ERRORS, 0.25), "n_gt": 10}

@@ -122,6 +122,10 @@ def test_eval_torch_and_onnxruntime_agree(trained, log, tmp_path, capsys):
             str(tmp_path / "ev"),
             "--cache",
             str(tmp_path / "c"),
+            "--scene-seconds",
+            "0.5",
+            "--bootstrap",
+            "200",
             "--json",
         ]
     )
@@ -134,6 +138,13 @@ def test_eval_torch_and_onnxruntime_agree(trained, log, tmp_path, capsys):
     for row in r["per_class"].values():
         assert set(row) == {"AP", "ATE", "ASE", "AOE", "AVE", "AAE", "n_gt"} and row["n_gt"] > 0
     assert (tmp_path / "ev" / "pr_curve.png").is_file() and (tmp_path / "ev" / "worst_0.png").is_file()
+    # 95 % intervals over scenes of 0.5 s (1.6 s of log: 3 or 4 scenes), here and in the cameras' view
+    assert r["scenes"] >= 3 and r["bootstrap"] == 200 and r["scene_s"] == 0.5
+    for region in (r, r["camera_fov"]):
+        assert {"mAP", "NDS", "mATE"} <= set(region["ci95"])
+        lo, hi = region["ci95"]["mAP"]
+        assert 0.0 <= lo <= hi <= 1.0
+    assert {f"{c}/AP" for c in r["per_class"]} <= set(r["ci95"])
     fov, grid = r["camera_fov"]["per_class"], r["per_class"]
     # the front camera sees part of the 360° grid: some truth, never more than the grid holds
     assert 0 < sum(v["n_gt"] for v in fov.values()) < sum(v["n_gt"] for v in grid.values())
@@ -143,6 +154,7 @@ def test_eval_torch_and_onnxruntime_agree(trained, log, tmp_path, capsys):
     onnx_path = export_onnx(out / "model.pt", tmp_path / "m.onnx")
     r2 = evaluate(onnx_path, [log], out_dir=tmp_path / "ev2", cache_root=tmp_path / "c", progress=False)
     assert r2["backend"] == "onnxruntime"
+    assert r2["scenes"] == 1 and r2["ci95"]["mAP"] == [None, None]  # 1.6 s: one 20 s scene, no interval
     assert r2["mAP"] == pytest.approx(r["mAP"], abs=0.02)
 
 

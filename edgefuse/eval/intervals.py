@@ -28,6 +28,9 @@ strongly correlated (the same objects seen 10 times a second), so frames are not
   with the *same* draws, and the interval is that of the difference b − a of each score. A difference is
   *separated* (a claim holds) only where that interval excludes 0.
 
+One scene says nothing of the spread between scenes: with fewer than 2 scenes every interval is NaN
+(``--json``: null), as is that of a difference.
+
 Score keys: ``mAP``, ``NDS``, ``mATE`` … ``mAAE`` and ``<class>/AP``, ``<class>/ATE`` … (a draw in which
 a class is not scored, or in which a score is NaN, is left out of that score's percentiles; all left out →
 NaN).
@@ -216,9 +219,12 @@ def _all_draws(p: Prepared, counts: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def bootstrap(p: Prepared, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """95 % intervals {score: (lo, hi)} of every flat score (module doc) over ``n_boot`` scene draws."""
+    """95 % intervals {score: (lo, hi)} of every flat score (module doc) over ``n_boot`` scene draws (NaN
+    with fewer than 2 scenes)."""
     if n_boot < 1 or p.n_scenes == 0:
         raise ValueError(f"bootstrap: expected n_boot ≥ 1 and ≥ 1 scene, got {n_boot} and {p.n_scenes}")
+    if p.n_scenes < 2:
+        return dict.fromkeys(draw_scores(p, np.ones(1, np.int64)), (math.nan, math.nan))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a draw without a scored class: NaN means
         samples = _all_draws(p, draws(p.n_scenes, n_boot, seed))
@@ -256,6 +262,6 @@ def compare_intervals(a: Prepared, b: Prepared, n_boot: int = N_BOOT, seed: int 
         sa, sb = _all_draws(a, counts), _all_draws(b, counts)
     out = {}
     for k in point_a:
-        lo, hi = _percentiles(sb[k] - sa[k])
+        lo, hi = _percentiles(sb[k] - sa[k]) if a.n_scenes > 1 else (math.nan, math.nan)
         out[k] = Difference(float(point_b[k] - point_a[k]), (lo, hi), bool(lo > 0 or hi < 0))
     return out
