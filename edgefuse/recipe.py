@@ -142,7 +142,7 @@ def _scored(work: Path, model_file: Path, label: str, modalities=None) -> dict:
         done = out / "result.json"
         if done.is_file() and done.stat().st_mtime > model.stat().st_mtime:
             kept = json.loads(done.read_text())
-            if "camera_fov" in kept:  # results from before the field-of-view score are redone
+            if "NDS" in kept:  # results from before the nuScenes metric (NDS, intervals) are redone
                 per[sc] = kept
                 continue
         kw = {} if modalities is None else {"modalities": modalities}
@@ -201,29 +201,38 @@ def tables(results: dict) -> str:
     removed at run time, (c) fp32 vs INT8 when scored; each in both :data:`VIEWS`."""
     scen = list(EVAL_SCENARIOS)
 
+    def f(v, d, scale=1.0):
+        return "–" if v is None else f"{scale * v:.{d}f}"
+
+    def pct(r: dict, key: str) -> str:
+        """The score in % and, where ``eval`` bootstrapped it, its 95 % interval."""
+        ci = (r.get("ci95") or {}).get(key)
+        cell = f(r.get(key), 1, 100.0)
+        if ci and None not in ci and r.get(key) is not None:
+            cell += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+        return cell
+
     def row(name, per, view):
         scored = [per[s][view] if view else per[s] for s in scen]
-        maps = [None if r["mAP"] is None else 100 * r["mAP"] for r in scored]
-        mave = [r["mAVE"] for r in scored]
-        known = [m for m in maps if m is not None]
+        known = [100 * r["mAP"] for r in scored if r["mAP"] is not None]
         overall = sum(known) / len(known) if known else None
-
-        def f(v, d):
-            return "–" if v is None else f"{v:.{d}f}"
-
-        return (
-            f"| {name} | "
-            + " | ".join([*(f(m, 1) for m in maps), f(overall, 1), *(f(v, 2) for v in mave)])
-            + " |"
-        )
+        cells = [
+            *(pct(r, "mAP") for r in scored),
+            f(overall, 1),
+            *(pct(r, "NDS") for r in scored),
+            *(f(r.get("mAVE"), 2) for r in scored),
+        ]
+        return f"| {name} | " + " | ".join(cells) + " |"
 
     head = (
         "| model | "
         + " | ".join(f"mAP {s}" for s in scen)
         + " | mAP overall | "
+        + " | ".join(f"NDS {s}" for s in scen)
+        + " | "
         + " | ".join(f"mAVE {s}" for s in scen)
         + " |\n|"
-        + " --- |" * (2 + 2 * len(scen))
+        + " --- |" * (2 + 3 * len(scen))
         + "\n"
     )
     sections = [
