@@ -167,6 +167,30 @@ def test_eval_modalities_switch_sensors_off(trained, log, tmp_path):
     assert r_cam["mAP"] != r_all["mAP"] or r_cam["per_class"] != r_all["per_class"]
 
 
+def test_eval_against_another_run_gives_the_paired_difference(trained, log, tmp_path, capsys):
+    """`eval --against-modalities lidar`: the same model with only the LiDAR, b − a per score with its paired
+    interval. The difference equals the two runs' own scores (evaluate() twice); the model against itself is
+    exactly 0 with a zero-width interval, which does not hold."""
+    out, _ = trained
+    args = ["eval", str(log), "--model", str(out / "model.pt"), "--cache", str(tmp_path / "c"),
+            "--out", str(tmp_path / "ev"), "--scene-seconds", "0.5", "--bootstrap", "200"]  # fmt: skip
+    assert main([*args, "--against-modalities", "lidar", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    kw = dict(out_dir=tmp_path / "ev2", cache_root=tmp_path / "c", progress=False, worst=0, n_boot=0)
+    lidar = evaluate(out / "model.pt", [log], modalities=("lidar",), **kw)
+    d = r["against"]["difference"]
+    assert r["against"]["modalities"] == ["lidar"]
+    assert d["grid"]["mAP"]["delta"] == pytest.approx(lidar["mAP"] - r["mAP"], abs=1e-12)
+    fov_nds = lidar["camera_fov"]["NDS"] - r["camera_fov"]["NDS"]
+    assert d["camera_fov"]["NDS"]["delta"] == pytest.approx(fov_nds, abs=1e-12)
+    lo, hi = d["grid"]["mAP"]["ci95"]
+    assert lo <= d["grid"]["mAP"]["delta"] <= hi and d["grid"]["mAP"]["separated"] == (lo > 0 or hi < 0)
+    assert main([*args, "--against", str(out / "model.pt")]) == 0
+    regions = capsys.readouterr().out.split("compared: ")[1].splitlines()[1:]  # whole grid, cameras' view
+    assert len(regions) == 2 and all("mAP +0.00 [+0.00, +0.00];" in line for line in regions)
+    assert not any("holds" in line for line in regions)
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     rc = main(["eval", str(tmp_path / "missing.mcap"), "--model", str(tmp_path / "none.pt")])
     assert rc == 2

@@ -32,23 +32,40 @@ def cmd_train(args) -> dict:
 
 
 def cmd_eval(args) -> dict:
-    from edgefuse.eval.evaluate import evaluate
+    from edgefuse.eval.evaluate import compare_models, evaluate, predict
     from edgefuse.runtime.bundled import default_for_backend
     from edgefuse.runtime.feed import parse_modalities
 
-    return evaluate(
-        args.model or default_for_backend(args.backend), args.logs, backend=args.backend,
-        modalities=parse_modalities(args.modalities), out_dir=args.out, cache_root=args.cache,
-        max_frames=args.max_frames, progress=not getattr(args, "json", False),
+    model = args.model or default_for_backend(args.backend)
+    run = dict(
+        backend=args.backend, cache_root=args.cache, max_frames=args.max_frames,
+        progress=not getattr(args, "json", False),
         without_radar_fields=tuple(f.strip() for f in args.without_radar_fields.split(",") if f.strip()),
-        scene_s=args.scene_seconds, n_boot=args.bootstrap,
+        scene_s=args.scene_seconds,
     )  # fmt: skip
+    mods = parse_modalities(args.modalities)
+    mine = predict(model, args.logs, modalities=mods, **run)
+    result = evaluate(
+        model, args.logs, modalities=mods, out_dir=args.out, n_boot=args.bootstrap, predictions=mine, **run
+    )
+    if args.against or args.against_modalities:
+        other_model = args.against or model
+        other_mods = parse_modalities(args.against_modalities or args.modalities)
+        other = predict(other_model, args.logs, modalities=other_mods, **run)
+        result["against"] = {
+            "model": str(other_model),
+            "modalities": list(other_mods),
+            "difference": compare_models(mine, other, n_boot=max(args.bootstrap, 1)),
+        }
+    return result
 
 
 def _human_eval(r: dict) -> None:
-    from edgefuse.eval.evaluate import format_eval
+    from edgefuse.eval.evaluate import format_comparison, format_eval
 
     print(format_eval(r))
+    if "against" in r:
+        print(format_comparison(r["against"]))
 
 
 def cmd_eval_kitti(args) -> dict:
@@ -178,6 +195,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--scene-seconds", type=float, default=20.0, metavar="S",
         help="a scene, the unit the intervals resample: S seconds of one log (default 20, as nuScenes)",
+    )  # fmt: skip
+    p.add_argument(
+        "--against", default=None, metavar="MODEL",
+        help="a second model scored on the same frames: b − a per score with its paired 95%% interval",
+    )  # fmt: skip
+    p.add_argument(
+        "--against-modalities", default=None, metavar="M",
+        help="the second run's sensors (default --modalities; alone: this model with other sensors on)",
     )  # fmt: skip
     add_json(p)
     p.set_defaults(func=cmd_eval, human=_human_eval)

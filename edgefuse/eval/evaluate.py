@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgefuse.errors import InputError
-from edgefuse.eval.intervals import N_BOOT, SCENE_S, bootstrap, prepare, scene_ids
+from edgefuse.eval.intervals import N_BOOT, SCENE_S, bootstrap, compare_intervals, prepare, scene_ids
 from edgefuse.eval.metrics import TP_ERRORS, TP_THRESHOLD_M, evaluate_detections, match_class, pr_curve
 from edgefuse.runtime.decode import to_detections
 from edgefuse.runtime.feed import MIN_CAMERA_DEPTH_M, MODALITIES, apply_modalities, mask_radar_fields
@@ -94,26 +95,38 @@ def frame_errors(pred: Detections, gt: Detections, classes, score_threshold: flo
     return err
 
 
-def evaluate(
+@dataclass
+class Predictions:
+    """One model's detections on the cached frames of some logs, frame-aligned with the ground truth:
+    ``preds``/``gts`` inside the BEV grid, ``fov_preds``/``fov_gts`` inside the cameras' view, ``scenes``
+    (N,) int64 scene of each frame, ``latency_ms`` per frame (model only)."""
+
+    preds: list[Detections]
+    gts: list[Detections]
+    fov_preds: list[Detections]
+    fov_gts: list[Detections]
+    scenes: np.ndarray
+    latency_ms: list[float]
+    classes: tuple[str, ...]
+    backend: str
+    data: object  # the CachedFrames read (the worst frames' PNGs load their feeds again)
+    spec: object
+
+
+def predict(
     model: str | Path,
     logs: Sequence[str | Path],
     *,
     backend: str | None = None,
     modalities: Sequence[str] = MODALITIES,
-    out_dir: str | Path | None = None,
     cache_root: str | Path | None = None,
     score_threshold: float = 0.05,
-    worst: int = 3,
     max_frames: int | None = None,
     progress: bool = True,
     without_radar_fields: Sequence[str] = (),
     scene_s: float = SCENE_S,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
-) -> dict:
-    """Score ``model`` on ``logs`` (see module doc). Writes ``pr_curve.png`` and ``worst_<i>.png`` to
-    ``out_dir`` (default: next to the first log, ``<log>.eval/``). ``scene_s``, ``n_boot`` and ``seed``:
-    the scenes and draws of the intervals."""
+) -> Predictions:
+    """Run ``model`` over the cached frames of ``logs`` (built on first use) with ``modalities`` on."""
     from tqdm import tqdm
 
     from edgefuse.dataset import CachedFrames, build_cache, default_cache_root
@@ -147,6 +160,40 @@ def evaluate(
         log_ids.append(log_of[data.files[i].parent])
         fov_preds.append(in_camera_view(preds[-1], projection, spec.image_size))
         fov_gts.append(in_camera_view(gts[-1], projection, spec.image_size))
+    scenes = scene_ids(np.array(stamps, np.int64), np.array(log_ids), scene_s)
+    return Predictions(preds, gts, fov_preds, fov_gts, scenes, lat, classes, backend, data, spec)
+
+
+def evaluate(
+    model: str | Path,
+    logs: Sequence[str | Path],
+    *,
+    backend: str | None = None,
+    modalities: Sequence[str] = MODALITIES,
+    out_dir: str | Path | None = None,
+    cache_root: str | Path | None = None,
+    score_threshold: float = 0.05,
+    worst: int = 3,
+    max_frames: int | None = None,
+    progress: bool = True,
+    without_radar_fields: Sequence[str] = (),
+    scene_s: float = SCENE_S,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    predictions: Predictions | None = None,
+) -> dict:
+    """Score ``model`` on ``logs`` (see module doc). Writes ``pr_curve.png`` and ``worst_<i>.png`` to
+    ``out_dir`` (default: next to the first log, ``<log>.eval/``). ``scene_s``, ``n_boot`` and ``seed``:
+    the scenes and draws of the intervals. ``predictions``: the model's :func:`predict` run on these
+    logs, when the caller has it already (a paired comparison)."""
+    pr = predictions or predict(
+        model, logs, backend=backend, modalities=modalities, cache_root=cache_root,
+        score_threshold=score_threshold, max_frames=max_frames, progress=progress,
+        without_radar_fields=without_radar_fields, scene_s=scene_s,
+    )  # fmt: skip
+    preds, gts, fov_preds, fov_gts = pr.preds, pr.gts, pr.fov_preds, pr.fov_gts
+    classes, scenes, data, spec = pr.classes, pr.scenes, pr.data, pr.spec
+    lat, n = pr.latency_ms, len(pr.preds)
     result = evaluate_detections(preds, gts, classes, skip_absent=True)
     fov = evaluate_detections(fov_preds, fov_gts, classes, skip_absent=True)
     out = Path(out_dir) if out_dir else Path(str(logs[0]) + ".eval")
@@ -158,7 +205,6 @@ def evaluate(
         feed, _ = data.load(int(i))
         pngs.append(str(write_bev_png(out / f"worst_{rank}.png", feed, preds[i], gts[i], spec, errors[i])))
     lat_a = np.array(lat[1:] if len(lat) > 1 else lat)
-    scenes = scene_ids(np.array(stamps, np.int64), np.array(log_ids), scene_s)
 
     def num(x: float) -> float | None:  # NaN (undefined for the class, no class with truth) → null in JSON
         return None if x != x else float(x)
@@ -179,7 +225,7 @@ def evaluate(
 
     return {
         "model": str(model),
-        "backend": backend,
+        "backend": pr.backend,
         "modalities": list(modalities),
         "without_radar_fields": list(without_radar_fields),
         "frames": n,
@@ -191,6 +237,57 @@ def evaluate(
         "latency_ms": {"p50": float(np.median(lat_a)), "p99": float(np.percentile(lat_a, 99))},
         "pngs": pngs,
     }
+
+
+def compare_models(
+    a: Predictions, b: Predictions, n_boot: int = N_BOOT, seed: int = 0
+) -> dict[str, dict[str, dict]]:
+    """Model b against model a on the same frames (two :func:`predict` runs over the same logs): for each
+    region (``grid``, ``camera_fov``) and score, ``delta`` = b − a, its paired bootstrap ``ci95`` (the same
+    scene draws for both) and ``separated`` (the interval excludes 0: the difference holds)."""
+    if len(a.preds) != len(b.preds) or not np.array_equal(a.scenes, b.scenes) or a.classes != b.classes:
+        raise InputError(
+            f"eval --against: the two models were run on different frames or classes ({len(a.preds)} frames, "
+            f"{list(a.classes)} vs {len(b.preds)}, {list(b.classes)}): compare models of one tensor spec"
+        )
+    out = {}
+    for region, (pa, ga, pb, gb) in {
+        "grid": (a.preds, a.gts, b.preds, b.gts),
+        "camera_fov": (a.fov_preds, a.fov_gts, b.fov_preds, b.fov_gts),
+    }.items():
+        d = compare_intervals(
+            prepare(pa, ga, a.classes, a.scenes, skip_absent=True),
+            prepare(pb, gb, b.classes, b.scenes, skip_absent=True),
+            n_boot,
+            seed,
+        )
+        num = lambda x: None if x != x else float(x)  # noqa: E731  (NaN → null in JSON)
+        out[region] = {
+            k: {"delta": num(v.delta), "ci95": [num(v.ci95[0]), num(v.ci95[1])], "separated": v.separated}
+            for k, v in d.items()
+        }
+    return out
+
+
+def format_comparison(c: dict) -> str:
+    """The human view of an ``--against`` comparison: b − a per score, its paired interval, and whether the
+    difference holds (the interval excludes 0)."""
+    lines = [
+        f"compared: {c['model']} ({'+'.join(c['modalities'])}) minus this run, paired over the same scenes "
+        "(holds: its 95 % interval excludes 0)"
+    ]
+    for region, title in (("grid", "whole grid"), ("camera_fov", "cameras' view")):
+        cells = []
+        for k, v in c["difference"][region].items():
+            if "/" in k and not k.endswith("/AP"):
+                continue  # per-class TP errors: in the JSON
+            scale = 100.0 if k in ("mAP", "NDS") or k.endswith("/AP") else 1.0
+            lo, hi = v["ci95"]
+            ci = "[–, –]" if lo is None else f"[{scale * lo:+.2f}, {scale * hi:+.2f}]"
+            d = "–" if v["delta"] is None else f"{scale * v['delta']:+.2f}"
+            cells.append(f"{k} {d} {ci}{' holds' if v['separated'] else ''}")
+        lines.append(f"  {title}: " + "; ".join(cells))
+    return "\n".join(lines)
 
 
 def write_pr_png(path: Path, preds, gts, classes) -> Path:
