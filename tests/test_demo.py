@@ -34,7 +34,9 @@ def test_demo_runs_the_pipeline_scores_and_draws(tmp_path, capsys):
     assert summary["frames_published"] + summary["frames_dropped"] == summary["frames"] >= 15
     assert summary["backend"] == "onnxruntime" and summary["model"].endswith("edge.int8.onnx")
     assert summary["scored_frames"] == n_published  # every published frame found its ground truth
-    assert 0.0 <= summary["mAP"] <= 1.0 and summary["e2e_p99_ms"] > 0
+    # the bundled INT8 model on this drive: measured mAP 0.967 (20 frames, none dropped); the floor leaves
+    # room for the frames a busy box drops, and a broken decode scores ~0 (tests/test_model_floors.py)
+    assert summary["mAP"] > 0.8 and summary["e2e_p99_ms"] > 0
     for name in ("report.json", "latency_hist.png", "timeline.png", "trace.json"):
         assert (out / name).is_file()
     cam = cv2.imread(summary["camera_png"])

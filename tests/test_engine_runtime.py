@@ -92,7 +92,8 @@ def test_quantize_from_logs_and_compare_cli(work, fp32, capsys):
     assert torch_row["matched"] >= ref["matched"] - 1
     assert torch_row["centre_error_m"]["max"] < 0.01 and torch_row["score_error"]["max"] < 1e-4
     assert torch_row["mAP"] == pytest.approx(ref["mAP"], abs=0.02)
-    assert int8["matched"] > 0 and 0.0 <= int8["mAP"] <= 1.0
+    # INT8 against FP32 (a 2-epoch model: measured mAP 0.202 vs 0.198, 1181 of 1200 boxes matched)
+    assert int8["matched"] >= 0.9 * ref["matched"] and int8["mAP"] == pytest.approx(ref["mAP"], abs=0.05)
     # the human table names each model
     models = f"{fp32},{d / 'm8.onnx'}"
     assert main(["compare", str(log), "--models", models, "--cache", str(d / "cache")]) == 0

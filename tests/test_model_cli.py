@@ -131,10 +131,13 @@ def test_eval_torch_and_onnxruntime_agree(trained, log, tmp_path, capsys):
     )
     assert rc == 0
     r = json.loads(capsys.readouterr().out)
-    assert 0.0 <= r["mAP"] <= 1.0 and r["frames"] >= 12 and r["latency_ms"]["p50"] > 0
+    # trained and scored on the same 1.6 s log: measured mAP 0.94 (camera view 0.79), NDS 0.73; the
+    # floors leave room for run-to-run training noise, and an untrained or mis-decoded model scores ~0
+    assert r["mAP"] > 0.6 and r["camera_fov"]["mAP"] > 0.5 and r["NDS"] > 0.5
+    assert r["frames"] >= 12 and r["latency_ms"]["p50"] > 0
     # the nuScenes metric: its summary, and each scored class's AP and TP errors (null where undefined)
     assert {"mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "per_class", "absent"} <= set(r)
-    assert 0.0 <= r["NDS"] <= 1.0 and r["mAAE"] == 1.0  # the simulator's truth has no attributes (yet)
+    assert r["mAAE"] == 1.0  # the simulator's truth has no attributes (yet)
     for row in r["per_class"].values():
         assert set(row) == {"AP", "ATE", "ASE", "AOE", "AVE", "AAE", "n_gt"} and row["n_gt"] > 0
     assert (tmp_path / "ev" / "pr_curve.png").is_file() and (tmp_path / "ev" / "worst_0.png").is_file()
