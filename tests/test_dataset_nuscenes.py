@@ -204,3 +204,80 @@ def test_bad_samples_one_line_each_rest_loads(exported, tmp_path):
     assert "sample_annotation.json: annotation ann0" in unknown and "'vehicle.spaceship'" in unknown
     assert "vehicle.car" in unknown and order[3] in unknown
     assert ds.skipped_objects == {"vehicle.truck": 1}
+
+
+def test_several_cameras_and_radars_reach_the_model_inputs(exported, tmp_path):
+    """A set with a second camera and a second radar (CAM_FRONT and RADAR_FRONT copied to new channels with
+    their own calibration): both of each are loaded, calibrated and fed (camera lift and radar pillars)."""
+    src, _ = exported
+    root = tmp_path / "multi"
+    shutil.copytree(src, root)
+    tables = root / "v1.0-sim"
+    load = lambda name: json.loads((tables / f"{name}.json").read_text())  # noqa: E731
+    sensors, cals, sds = load("sensor"), load("calibrated_sensor"), load("sample_data")
+    turn = [math.cos(math.radians(25)), 0.0, 0.0, math.sin(math.radians(25))]  # w x y z: 50° about +z
+    for old, new in (("CAM_FRONT", "CAM_FRONT_LEFT"), ("RADAR_FRONT", "RADAR_FRONT_LEFT")):
+        s_old = next(s for s in sensors if s["channel"] == old)
+        c_old = next(c for c in cals if c["sensor_token"] == s_old["token"])
+        sensors.append({**s_old, "token": f"s-{new}", "channel": new})
+        # the new sensor sits 0.5 m left of the old one and turned 50° about the ego's z axis
+        t = [c_old["translation"][0], c_old["translation"][1] + 0.5, c_old["translation"][2]]
+        cals.append({**c_old, "token": f"c-{new}", "sensor_token": f"s-{new}", "translation": t,
+                     "rotation": _quat_mul(turn, c_old["rotation"])})  # fmt: skip
+        (root / "samples" / new).mkdir()
+        for sd in [sd for sd in sds if sd["calibrated_sensor_token"] == c_old["token"]]:
+            name = sd["filename"].replace(old, new)
+            shutil.copy(root / sd["filename"], root / name)
+            sds.append({**sd, "token": sd["token"] + new, "calibrated_sensor_token": f"c-{new}",
+                        "filename": name, "prev": "", "next": ""})  # fmt: skip
+    for name, records in (("sensor", sensors), ("calibrated_sensor", cals), ("sample_data", sds)):
+        (tables / f"{name}.json").write_text(json.dumps(records))
+    ds = NuScenesDataset(root, "v1.0-sim")
+    assert [s.id for s in ds.kit().sensors] == [
+        "lidar_top", "cam_front", "cam_front_left", "radar_front", "radar_front_left",
+    ]  # fmt: skip
+    s = next(ds.samples())
+    assert set(s.images) == {"cam_front", "cam_front_left"}
+    assert set(s.radars) == {"radar_front", "radar_front_left"}
+    cal = s.calibration
+    T0, T1 = cal.extrinsics["cam_front"], cal.extrinsics["cam_front_left"]
+    np.testing.assert_allclose(T1.translation - T0.translation, [0.0, 0.5, 0.0], atol=1e-12)
+    yaw = lambda T: math.atan2(T.rotation[1, 2], T.rotation[0, 2])  # noqa: E731  optical axis heading
+    assert abs(yaw(T1) - yaw(T0) - math.radians(50)) < 1e-9
+    spec = TensorSpec(cameras=("cam_front", "cam_front_left"), radars=("radar_front", "radar_front_left"))
+    info = build_cache(f"nuscenes://{root}?version=v1.0-sim", spec, tmp_path / "cache")
+    assert info.frames_with_truth == 25
+    feed, _gt = CachedFrames([info.directory], spec).load(0)
+    assert feed["camera_valid"].tolist() == [1, 1] and feed["radar_valid"].tolist() == [1]
+    assert feed["images"].shape[0] == 2 and not np.allclose(feed["projection"][0], feed["projection"][1])
+    # the radars share one pillar grid: the second radar's points are there beside the first's
+    one = TensorSpec(cameras=spec.cameras, radars=("radar_front",))
+    info1 = build_cache(f"nuscenes://{root}", one, tmp_path / "cache")
+    feed1, _ = CachedFrames([info1.directory], one).load(0)
+    assert feed["radar_counts"].sum() > feed1["radar_counts"].sum() > 0
+
+
+def _quat_mul(a, b):
+    """Hamilton product of two w x y z quaternions."""
+    aw, ax, ay, az = a
+    bw, bx, by, bz = b
+    return [aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw]  # fmt: skip
+
+
+def test_sim_export_command_writes_nuscenes(tmp_path, capsys):
+    from edgefuse.cli import main
+
+    out = tmp_path / "set"
+    args = ["sim", "export", "--format", "nuscenes", "--seed", "5", "--duration", "0.35", str(out), "--json"]
+    rc = main(args)
+    assert rc == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "nuscenes" and info["samples"] == 3
+    ds = NuScenesDataset(out, "v1.0-sim")
+    assert len(list(ds.samples())) == 3 and ds.problems == []
+    assert sorted(p.name for p in (out / "v1.0-sim").glob("*.json")) == sorted(
+        f"{t}.json" for t in ("scene", "sample", "sample_data", "ego_pose", "calibrated_sensor", "sensor",
+                              "sample_annotation", "instance", "category", "attribute", "visibility", "log",
+                              "map")
+    )  # fmt: skip
