@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +45,7 @@ import numpy as np
 from edgefuse.adapters.files.nuscenes_radar import NUSCENES_RADAR_FIELDS
 from edgefuse.adapters.files.pcd import format_pcd
 from edgefuse.datasets.nuscenes import VISIBILITY_LEVELS, box_to_global, matrix_to_quat_wxyz
+from edgefuse.datasets.sim_export import export_simulator
 from edgefuse.errors import InputError
 from edgefuse.geometry import Transform
 from edgefuse.types import ATTRIBUTES, RadarScan, visibility_bin
@@ -233,19 +233,12 @@ def export_nuscenes(
     from tqdm import tqdm
 
     from edgefuse.sim.ego import true_odometry
-    from edgefuse.sim.run import Simulator
 
     if not version.startswith("v1.0-") or "/" in version:
         raise InputError(f"sim export --version {version!r}: expected v1.0-NAME")
-    sim = Simulator(scenario, seed, sensors=(CAMERA, LIDAR, RADAR), lossless=True, **params)
+    sim, duration_s = export_simulator("nuscenes", scenario, seed, duration_s, (CAMERA, LIDAR, RADAR), params)
     cal = sim.calibration
     cam = cal.cameras[CAMERA]
-    if cam.model != "pinhole":
-        raise InputError(f"sim export --format nuscenes: camera model {cam.model!r}: expected pinhole")
-    if duration_s is None:
-        duration_s = sim.world.duration_hint_ns / _NS
-    if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0):
-        raise InputError(f"sim export --duration: expected a positive number of seconds, got {duration_s!r}")
     root = Path(out)
     scene_name = f"edgefuse-sim-{scenario}-{int(seed)}"
     size = (cam.width, cam.height)
