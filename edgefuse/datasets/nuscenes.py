@@ -49,7 +49,7 @@ from edgefuse.adapters.files.nuscenes_radar import read_nuscenes_radar
 from edgefuse.errors import InputError
 from edgefuse.geometry import CameraModel, Transform, matrix_to_quat, quat_to_matrix
 from edgefuse.rig import Calibration, SensorKit, SensorSpec
-from edgefuse.types import Box3D, Detection, Detections, Image, Message, PointCloud, RadarScan
+from edgefuse.types import ATTRIBUTES, Box3D, Detection, Detections, Image, Message, PointCloud, RadarScan
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ class NuScenesDataset:
             )
             v = T_global_base.rotation.T @ self._velocity(a)
             attrs = [self._rec("attribute", t)["name"] for t in a.get("attribute_tokens", [])]
-            attribute = next((n for n in attrs if n.split(".")[0] in _ATTRIBUTE_PREFIX[label]), "")
+            attribute = next((n for n in attrs if n in ATTRIBUTES[label]), "")
             vis = VISIBILITY_LEVELS.get(str(a.get("visibility_token", "")))
             objs.append(
                 Detection(
@@ -475,11 +475,3 @@ class NuScenesDataset:
         out = {"samples": len(self.tokens), "error.bad_sample": len(self.problems)}
         out.update({f"skipped_objects.{k}": v for k, v in self.skipped_objects.items()})
         return out
-
-
-#: which nuScenes attribute family a class's attribute comes from
-_ATTRIBUTE_PREFIX: dict[str, tuple[str, ...]] = {
-    "car": ("vehicle",),
-    "pedestrian": ("pedestrian",),
-    "cyclist": ("cycle",),
-}
