@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean nuscenes-oracle
+.PHONY: demo test lint bench clean nuscenes-oracle nuscenes-export-oracle
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ $(NUSC_VENV)/.installed: Makefile
 
 nuscenes-oracle: $(NUSC_VENV)/.installed
 	$(NUSC_VENV)/bin/python tests/nuscenes_oracle/make_values.py
+
+# The devkit's boxes of a fixed simulated nuScenes export (tests/nuscenes_oracle/README.md): the export is
+# written with the project's .venv, read with the devkit's.
+NUSC_EXPORT := build/nuscenes-export-oracle
+nuscenes-export-oracle: $(NUSC_VENV)/.installed $(STAMP)
+	rm -rf $(NUSC_EXPORT)
+	$(PY) -m edgefuse.cli sim export --format nuscenes --version v1.0-oracle --seed 7 --duration 1.0 \
+		$(NUSC_EXPORT) --json > /dev/null
+	$(NUSC_VENV)/bin/python tests/nuscenes_oracle/check_export.py $(NUSC_EXPORT) v1.0-oracle \
+		scenario='"default"' seed=7 duration_s=1.0 > tests/nuscenes_oracle/export_boxes.json
 
 clean:
 	rm -rf $(VENV) $(NUSC_VENV) demo-output

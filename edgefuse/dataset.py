@@ -1,5 +1,6 @@
 """Training/evaluation frames from simulator logs (or the in-memory simulator) and datasets (KITTI object:
-``kitti-object://DIR``, :mod:`edgefuse.datasets.kitti`), cached on disk.
+``kitti-object://DIR``, :mod:`edgefuse.datasets.kitti`; nuScenes: ``nuscenes://DIR?version=v1.0-NAME``,
+:mod:`edgefuse.datasets.nuscenes`), cached on disk.
 
 Core: :func:`frames` turns a message stream (host-receive order, as a log or the simulator gives it)
 into ``(FrameSet, EgoTrajectory | None, ground truth Detections | None)`` with the frame assembler
@@ -202,10 +203,12 @@ class CacheInfo:
 
 
 def _dataset_frames(uri: str, spec):
-    """(source id, label, frames, kit, problems) of a dataset URI (``kitti-object://DIR``): each sample is
-    one frame already (KITTI's camera and LiDAR are paired by the benchmark; no odometry, so no ego), with
-    its own calibration — ``frames`` yields (FrameSet, None, truth, calibration). ``problems``: the
-    dataset's one-line reports of skipped samples, filled while iterating."""
+    """(source id, label, frames, kit, problems) of a dataset URI (``kitti-object://DIR``,
+    ``nuscenes://DIR?version=…``): each sample is one frame already (the dataset pairs its sensors; no
+    odometry, so no ego and no de-skew), with its own calibration — ``frames`` yields (FrameSet, None, truth,
+    calibration). ``problems``: the dataset's one-line reports of skipped samples, filled while iterating."""
+    if uri.startswith("nuscenes://"):
+        return _nuscenes_frames(uri, spec)
     from edgefuse.datasets.kitti import KittiObjectDataset, parse_kitti_object_uri
 
     root, camera, lidar = parse_kitti_object_uri(uri)
@@ -226,6 +229,33 @@ def _dataset_frames(uri: str, spec):
     return ds.source_id(), f"kitti-object {root.name}", gen(), ds.kit(), ds.problems
 
 
+def _nuscenes_frames(uri: str, spec):
+    """:func:`_dataset_frames` of ``nuscenes://``: the frame's stamp is the sample's (its LiDAR keyframe's),
+    each sensor's residual its own sample_data time minus it; the spec's radars the set lacks are fed
+    empty."""
+    from edgefuse.datasets.nuscenes import NuScenesDataset, parse_nuscenes_uri
+
+    root, version = parse_nuscenes_uri(uri)
+    ds = NuScenesDataset(root, version)
+    kit = ds.kit()
+    have = [s.id for s in kit.sensors]
+    for s in spec.cameras + spec.lidars:
+        if s not in have:
+            raise DatasetError(
+                f"{uri}: the model's sensor {s!r} is not in the dataset (it has {', '.join(have)}); expected "
+                "a model whose cameras and LiDARs are nuScenes channels in lower case (cam_front, lidar_top)"
+            )
+    wanted = set(spec.cameras + spec.lidars + spec.radars)
+
+    def gen():
+        for sample in ds.samples():
+            msgs = {m.sensor_id: m for m in ds.sample_messages(sample) if m.sensor_id in wanted}
+            fs = FrameSet(sample.stamp_ns, msgs, {k: m.stamp_ns - sample.stamp_ns for k, m in msgs.items()})
+            yield fs, None, sample.truth, sample.calibration
+
+    return ds.source_id(), f"nuscenes {root.name}/{version}", gen(), kit, ds.problems
+
+
 def _log_frames(source):
     """(source id, label, frames, kit, problems) of a simulator run ``(sim, duration_ns)`` or a log path:
     frames (FrameSet, ego, truth, calibration) from the frame assembler (:func:`frames`)."""
@@ -242,8 +272,8 @@ def _log_frames(source):
 
 
 def is_dataset_uri(source) -> bool:
-    """True for the dataset URIs :func:`build_cache` reads (``kitti-object://``)."""
-    return isinstance(source, str) and source.startswith("kitti-object://")
+    """True for the dataset URIs :func:`build_cache` reads (``kitti-object://``, ``nuscenes://``)."""
+    return isinstance(source, str) and source.startswith(("kitti-object://", "nuscenes://"))
 
 
 def default_cache_root(source) -> Path:
@@ -254,7 +284,8 @@ def default_cache_root(source) -> Path:
 
 
 def build_cache(source, spec, cache_root: str | Path, progress: bool = False) -> CacheInfo:
-    """Cache the frames of ``source`` (a log path, a dataset URI ``kitti-object://DIR``, or a
+    """Cache the frames of ``source`` (a log path, a dataset URI ``kitti-object://DIR`` or
+    ``nuscenes://DIR?version=…``, or a
     :class:`~edgefuse.sim.run.Simulator` and duration as ``(sim, duration_ns)``) for ``spec`` under
     ``cache_root``; reuse a completed cache. Frames without ground truth are left out (counted in the
     returned info); frames whose inputs cannot be built (an :class:`~edgefuse.errors.InputError`) and a

@@ -37,6 +37,7 @@ SCHEMES: tuple[str, ...] = (
     "mcap",
     "sim",
     "kitti-object",
+    "nuscenes",
 )
 
 
@@ -198,6 +199,12 @@ def open_source(uri: str, sensor_id: str | None = None, base_dir: Path | None = 
 
         root, camera, lidar = parse_kitti_object_uri(_with_path_and_param(uri, base_dir, "camera", None))
         ds = KittiObjectDataset(root, camera, lidar)  # a dataset: camera, LiDAR and ground-truth messages
+        return AdaptedSource(ds, uri, "dataset", False, lambda d: d.stats())
+    elif scheme == "nuscenes":
+        from edgefuse.datasets.nuscenes import NuScenesDataset, parse_nuscenes_uri
+
+        root, version = parse_nuscenes_uri(_with_path_and_param(uri, base_dir, "version", None))
+        ds = NuScenesDataset(root, version)  # a dataset: LiDAR, camera, radar and ground-truth messages
         return AdaptedSource(ds, uri, "dataset", False, lambda d: d.stats())
     raise SourceUriError(f"{uri!r}: unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
 

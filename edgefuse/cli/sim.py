@@ -37,14 +37,21 @@ def cmd_sim_record(args) -> dict:
 
 
 def cmd_sim_export(args) -> dict:
+    progress = not getattr(args, "json", False)
+    if args.format == "nuscenes":
+        from edgefuse.datasets.nuscenes_export import export_nuscenes
+
+        return export_nuscenes(
+            args.out, args.scenario, args.seed, args.duration, version=args.version, progress=progress,
+            **_sim_params(args.param),
+        )  # fmt: skip
+    if args.format != "kitti":
+        raise InputError(f"sim export --format {args.format}: expected kitti or nuscenes")
     from edgefuse.datasets.sim_export import export_kitti
 
-    if args.format != "kitti":
-        raise InputError(f"sim export --format {args.format}: expected kitti (nuScenes is not written yet)")
     return export_kitti(
-        args.out, args.scenario, args.seed, args.duration,
-        progress=not getattr(args, "json", False), **_sim_params(args.param),
-    )  # fmt: skip
+        args.out, args.scenario, args.seed, args.duration, progress=progress, **_sim_params(args.param)
+    )
 
 
 def cmd_sim_preview(args) -> dict:
@@ -186,13 +193,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sim_record)
 
     p = sim_sub.add_parser(
-        "export", help="write a simulated drive as a dataset (KITTI 3D object; docs/datasets.md)"
+        "export", help="write a simulated drive as a dataset (KITTI 3D object or nuScenes; docs/datasets.md)"
     )
     _sim_common(p)
     p.add_argument(
-        "out", metavar="OUT", help="dataset folder (OUT/training/{image_2,velodyne,calib,label_2})"
+        "out", metavar="OUT",
+        help="dataset folder (kitti: OUT/training/{image_2,velodyne,calib,label_2}; nuscenes: "
+        "OUT/v1.0-NAME/*.json, OUT/samples/…)",
+    )  # fmt: skip
+    p.add_argument(
+        "--format", default="kitti", choices=("kitti", "nuscenes"), help="dataset format (default kitti)"
     )
-    p.add_argument("--format", default="kitti", choices=("kitti",), help="dataset format (default kitti)")
+    p.add_argument("--version", default="v1.0-sim", help="nuscenes: the tables folder (default v1.0-sim)")
     p.add_argument(
         "--duration", type=float, default=None, help="seconds of simulated time (default: scenario's)"
     )

@@ -102,6 +102,24 @@ def kitti_occlusion(visibility: float | None) -> int:
     return 1 if visibility >= 0.4 else 2
 
 
+def export_simulator(
+    fmt: str, scenario: str, seed: int, duration_s: float | None, sensors: tuple[str, ...], params: dict
+):
+    """(the lossless :class:`~edgefuse.sim.run.Simulator` of an export, its duration in s): the scenario's
+    own duration unless given; a pinhole camera (the exports undistort to a pinhole; a fisheye has none)."""
+    from edgefuse.sim.run import Simulator
+
+    sim = Simulator(scenario, seed, sensors=sensors, lossless=True, **params)
+    cam = sim.calibration.cameras[CAMERA]
+    if cam.model != "pinhole":
+        raise InputError(f"sim export --format {fmt}: camera model {cam.model!r}: expected pinhole")
+    if duration_s is None:
+        duration_s = sim.world.duration_hint_ns / _NS
+    if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0):
+        raise InputError(f"sim export --duration: expected a positive number of seconds, got {duration_s!r}")
+    return sim, duration_s
+
+
 def export_kitti(
     out: str | Path, scenario: str = "default", seed: int = 0, duration_s: float | None = None,
     *, progress: bool = False, **params,
@@ -111,17 +129,9 @@ def export_kitti(
     import cv2
     from tqdm import tqdm
 
-    from edgefuse.sim.run import Simulator
-
-    sim = Simulator(scenario, seed, sensors=(CAMERA, LIDAR), lossless=True, **params)
+    sim, duration_s = export_simulator("kitti", scenario, seed, duration_s, (CAMERA, LIDAR), params)
     cal = sim.calibration
     cam = cal.cameras[CAMERA]
-    if cam.model != "pinhole":
-        raise InputError(f"sim export --format kitti: camera model {cam.model!r}: expected pinhole")
-    if duration_s is None:
-        duration_s = sim.world.duration_hint_ns / _NS
-    if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0):
-        raise InputError(f"sim export --duration: expected a positive number of seconds, got {duration_s!r}")
     T_base_cam, T_base_lidar = cal.extrinsics[CAMERA], cal.extrinsics[LIDAR]
     R_rect_cam = level_rectification(T_base_cam)
     T_rect_base = Transform(R_rect_cam, np.zeros(3)) @ T_base_cam.inverse()
