@@ -1,5 +1,5 @@
 """Frames per second of each dataset loader into the frame cache (``build_cache``), beside a simulator log
-of the same drive: the KITTI object folder that ``edgefuse sim export`` writes, and the MCAP log
+of the same drive: the KITTI object and nuScenes folders that ``edgefuse sim export`` writes, and the MCAP log
 ``edgefuse sim record --lossless`` writes of the same scenario, seed and duration. Each source is cached
 from scratch (a fresh cache folder per run), best of ``--repeat``, one core, default tensor spec.
 
@@ -16,6 +16,7 @@ import cv2
 from _report import best_of, machine, machine_line, pin_to_one_core, replace_section, write_json
 
 from edgefuse.dataset import build_cache
+from edgefuse.datasets.nuscenes_export import export_nuscenes
 from edgefuse.datasets.sim_export import export_kitti
 from edgefuse.sim.run import record
 from edgefuse.tensors import TensorSpec
@@ -31,10 +32,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         export_kitti(work / "kitti", "default", 0, args.duration)
+        export_nuscenes(work / "nuscenes", "default", 0, args.duration)
         record(work / "drive.mcap", "default", 0, args.duration, lossless=True, progress=False)
         ids = "camera=cam_front&lidar=lidar_top"  # the default spec's sensor ids
         sources = {
             "KITTI object (kitti-object://)": f"kitti-object://{work / 'kitti'}?{ids}",
+            "nuScenes (nuscenes://, + radar)": f"nuscenes://{work / 'nuscenes'}?version=v1.0-sim",
             "simulator log (MCAP, lossless)": str(work / "drive.mcap"),
         }
         rows = []
@@ -57,8 +60,9 @@ def main() -> None:
     body = (
         f"Machine: {machine_line(info, with_load=True)}.\n\n"
         f"Command: `.venv/bin/python benchmarks/dataset_loaders.py --duration {args.duration:g}` — one "
-        f"simulated drive (default scenario, seed 0) exported to KITTI and recorded as a lossless log, each "
-        f"cached from scratch with the default tensor spec (best of {args.repeat}).\n\n" + table
+        f"simulated drive (default scenario, seed 0) exported to KITTI and nuScenes and recorded as a "
+        f"lossless log, each cached from scratch with the default tensor spec "
+        f"(best of {args.repeat}).\n\n" + table
     )
     replace_section("Dataset loaders into the frame cache", body)
     print(table)
