@@ -59,6 +59,11 @@ def open_backend(
             f"--plugins {plugins}: only TensorRT engines load the plugin library; {path} runs on {backend} "
             "(build an engine: edgefuse build-engine)"
         )
+    if trust_engine and backend != "tensorrt":
+        raise BackendError(
+            f"--trust-engine: lets a TensorRT engine run its embedded host code; {path} runs on {backend}, "
+            "which has none to trust (drop the flag)"
+        )
     if not path.is_file():
         raise BackendError(f"{path}: no such model file")
     if providers is not None and backend != "onnxruntime":

@@ -69,6 +69,18 @@ def test_open_backend_refuses_plugins_for_onnx(tmp_path):
         open_backend(model, plugins="p.so")
 
 
+@pytest.mark.parametrize("command", ["run", "replay"])
+def test_trust_engine_with_a_model_that_is_not_an_engine_is_one_line(command, recorded, tmp_path, capsys):
+    """--trust-engine means nothing to onnxruntime: refused like --plugins, not silently ignored."""
+    log = tmp_path / "x.mcap"
+    log.write_bytes(b"")
+    head = ["run", "--kit", str(KIT)] if command == "run" else ["replay", str(log)]
+    rc = main([*head, "--trust-engine", "--out", str(tmp_path / "out")])  # the bundled INT8 ONNX model
+    assert rc == 2 and recorded == []
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--trust-engine" in err and "onnxruntime" in err
+
+
 def test_option_beats_the_variable_beats_the_default_build(monkeypatch, tmp_path):
     monkeypatch.delenv(K.ENV_TRT_PLUGINS, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
