@@ -194,6 +194,30 @@ def test_eval_against_another_run_gives_the_paired_difference(trained, log, tmp_
     assert not any("holds" in line for line in regions)
 
 
+def test_train_init_fine_tunes_from_a_model_and_keeps_its_network(trained, log, tmp_path):
+    """`train --init MODEL`: training starts from that model's weights (its first epoch's loss is already
+    near where the init's training ended, far below a fresh start's), the manifest records what it was
+    fine-tuned from, and options asking for another network are refused before anything runs."""
+    from edgefuse.errors import InputError
+    from edgefuse.model.train import train_model
+
+    out, fresh = trained
+    kw = dict(batch_size=2, lr=5e-3, seed=0, progress=False, modality_dropout=0.0)
+    r = train_model([log], tmp_path / "ft", epochs=1, init=out / "model.pt", **kw)
+    assert r["losses"][0] < 0.85 * fresh["losses"][0], (r["losses"], fresh["losses"])
+    _net, manifest = load_model(tmp_path / "ft" / "model.pt")
+    init_manifest = load_model(out / "model.pt")[1]
+    assert manifest.training["init"] == {
+        "model": str(out / "model.pt"),
+        "data_sha256": init_manifest.training["data_sha256"],
+    }
+    assert manifest.tensor_spec == init_manifest.tensor_spec
+    with pytest.raises(InputError, match=r"--init .*model\.pt: its network is \{'fusion'"):
+        train_model([log], tmp_path / "x", epochs=1, fusion="concat", init=out / "model.pt", **kw)
+    with pytest.raises(InputError, match=r"--init nowhere\.pt: no such model file"):
+        train_model([log], tmp_path / "y", epochs=1, init="nowhere.pt", **kw)
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     rc = main(["eval", str(tmp_path / "missing.mcap"), "--model", str(tmp_path / "none.pt")])
     assert rc == 2

@@ -26,8 +26,9 @@ def cmd_train(args) -> dict:
                  f"--fusion {args.fusion} --modalities {args.modalities} --config {args.config} "
                  f"--seed {args.seed} --batch-size {args.batch_size} --lr {args.lr} "
                  f"--modality-dropout {args.modality_dropout} "
-                 f"--radar-field-dropout {args.radar_field_dropout}"),
-        progress=not getattr(args, "json", False),
+                 f"--radar-field-dropout {args.radar_field_dropout}"
+                 + (f" --init {args.init}" if args.init else "")),
+        progress=not getattr(args, "json", False), init=args.init,
     )  # fmt: skip
 
 
@@ -166,6 +167,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="per-sample rate at which each optional radar field (RCS, SNR) is masked (default 0)",
     )  # fmt: skip
     p.add_argument("--cache", default=None, metavar="DIR", help="frame cache (default DIR/cache)")
+    p.add_argument(
+        "--init", default=None, metavar="MODEL",
+        help="fine-tune: start from this model's weights (.pt, or 'bundled'); its network is kept",
+    )  # fmt: skip
     add_json(p)
     p.set_defaults(func=cmd_train)
 

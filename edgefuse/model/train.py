@@ -233,13 +233,16 @@ def train_model(
     spec=None,
     frame_step: int = 1,
     threads: int = 2,
+    init: str | Path | None = None,
 ) -> dict:
     """``edgefuse train``: cache the frames of the simulator logs ``data`` (ground-truth topic), build the
     ``config`` network with ``fusion`` and ``modalities``, and :func:`fit` it into ``out_dir`` (resumes
     from ``out_dir/last.pt``). ``spec``: the tensor spec (default
     :func:`~edgefuse.model.config.edge_spec`); ``frame_step``: train on every n-th cached frame
     (consecutive 10 Hz frames are nearly alike; 2 halves the epoch time); ``threads``: torch intra-op
-    threads. Returns the fit summary plus the dataset size."""
+    threads. ``init``: fine-tune — start from that model's weights (a ``.pt``, or ``"bundled"``); its
+    network and tensor spec are kept, and a ``config``/``fusion``/``modalities``/``spec`` that asks for
+    another network is refused. Returns the fit summary plus the dataset size."""
     from dataclasses import replace
 
     from edgefuse.dataset import CachedFrames, build_cache, is_dataset_uri
@@ -255,12 +258,16 @@ def train_model(
     for p in data:
         if not is_dataset_uri(p) and not Path(p).is_file():
             raise FileNotFoundError(f"{p}: no such log")
-    spec = edge_spec() if spec is None else spec
     cfg = replace(CONFIGS[config], fusion=fusion, modalities=tuple(modalities))
+    start = None
+    if init is not None:
+        start = _init_model(init, cfg, spec)
+        spec = start[2]
+    spec = edge_spec() if spec is None else spec
     out = Path(out_dir)
     cache_root = Path(cache_root) if cache_root else out / "cache"
     dirs = [build_cache(p, spec, cache_root, progress=progress).directory for p in data]
-    net, manifest = new_model(spec, cfg, seed)
+    net, manifest = new_model(spec, cfg, seed) if start is None else start[:2]
     grid = HeadGrid(net.geometry.origin_xy, net.head_cell_m, net.head_hw)
     samples = TrainingSamples(CachedFrames(dirs, spec), grid)
     if frame_step < 1:
@@ -276,9 +283,38 @@ def train_model(
         "seed": seed,
         "command": command,
     }
+    if start is not None:  # what it was fine-tuned from
+        manifest.training["init"] = {"model": str(start[3]), "data_sha256": start[4]}
     tcfg = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, modality_dropout=modality_dropout,
         radar_field_dropout=radar_field_dropout, threads=threads,
     )  # fmt: skip
     r = fit(net, samples, out, manifest, tcfg, progress=progress)
     return {**r, "frames": len(samples), "fusion": fusion, "modalities": list(modalities), "config": config}
+
+
+def _init_model(init: str | Path, cfg, spec):
+    """(net, manifest, tensor spec, path, its training data hash) of the model fine-tuning starts from;
+    refuses a requested network (``cfg``, ``spec``) other than the init's."""
+    from edgefuse.errors import InputError
+    from edgefuse.model.checkpoint import load_model
+    from edgefuse.runtime.bundled import FILES
+    from edgefuse.tensors import TensorSpec
+
+    path = FILES["pt"] if str(init) == "bundled" else Path(init)
+    if not path.is_file():
+        raise InputError(f"train --init {init}: no such model file (a .pt, or 'bundled')")
+    net, manifest = load_model(path)
+    if manifest.model_config != cfg.to_dict():
+        diff = {k: v for k, v in manifest.model_config.items() if cfg.to_dict().get(k) != v}
+        raise InputError(
+            f"train --init {path}: its network is {diff}, the options ask for "
+            f"{ {k: cfg.to_dict().get(k) for k in diff} }: fine-tuning keeps the init's network "
+            "(pass its --config/--fusion/--modalities, or train from scratch without --init)"
+        )
+    init_spec = TensorSpec.from_dict(manifest.tensor_spec, f"{path}: manifest tensor_spec")
+    if spec is not None and spec.to_dict() != init_spec.to_dict():
+        raise InputError(f"train --init {path}: its tensor spec differs from the one asked for")
+    init_data = (manifest.training or {}).get("data_sha256")
+    manifest.training, manifest.metrics = {}, {}  # the fine-tuned model's own are recorded after
+    return net.train(), manifest, init_spec, path, init_data
