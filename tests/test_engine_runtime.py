@@ -180,6 +180,52 @@ def test_a_gpu_provider_asked_for_on_a_cpu_onnxruntime_falls_back_to_cpu(fp32, w
     assert all(np.array_equal(ra[k], rb[k]) for k in rb)
 
 
+def _fake_cuda_onnxruntime(monkeypatch, cuda_fails_with: str, cpu_fails_with: str | None = None):
+    """onnxruntime as onnxruntime-gpu would look on a machine where a CUDA session cannot be made: CUDA
+    listed, and a session whose first provider is CUDA raises ``cuda_fails_with`` (onnxruntime's own
+    failure, at the real constructor's boundary); CPU sessions are real unless ``cpu_fails_with``."""
+    import onnxruntime as ort
+
+    real = ort.InferenceSession
+    cuda, cpu = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+    def session(path, so=None, providers=None, provider_options=None):
+        if providers and providers[0] == cuda:
+            raise RuntimeError(cuda_fails_with)
+        if cpu_fails_with is not None:
+            raise RuntimeError(cpu_fails_with)
+        return real(path, so, providers=providers, provider_options=provider_options)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [cuda, cpu])
+    monkeypatch.setattr(ort, "InferenceSession", session)
+
+
+def test_a_gpu_provider_that_cannot_run_is_left_out_with_its_reason(fp32, monkeypatch):
+    _fake_cuda_onnxruntime(monkeypatch, "libcublasLt.so.12: cannot open shared object file")
+    b = open_backend(fp32)
+    assert b.providers == ["CPUExecutionProvider"]
+    assert b.provider_notes == [
+        "CUDAExecutionProvider left out: the session could not be made with it "
+        "(libcublasLt.so.12: cannot open shared object file)"
+    ]
+
+
+def test_a_model_that_fails_on_every_provider_is_one_error_naming_the_model(fp32, monkeypatch):
+    """Not a misleading 'CUDA failed' note followed by a CPU error: one error that says the model fails
+    with every provider tried, with the CPU's reason."""
+    from edgefuse.runtime.backends import BackendError
+
+    _fake_cuda_onnxruntime(
+        monkeypatch, "Could not find an implementation for Foo", "Foo(42) is not a registered op"
+    )
+    with pytest.raises(BackendError) as e:
+        open_backend(fp32)
+    msg = str(e.value)
+    assert msg.startswith(f"{fp32}: onnxruntime cannot load it (also with CUDAExecutionProvider: the model, "
+                          "not those providers): Foo(42) is not a registered op")  # fmt: skip
+    assert len(msg.splitlines()) == 1
+
+
 def test_providers_are_for_onnxruntime_models_only(work, tmp_path, capsys):
     from edgefuse.runtime.backends import BackendError
 

@@ -97,9 +97,10 @@ def _provider_options(providers: list[str]) -> list[dict]:
 class OnnxRuntimeBackend:
     """An ``.onnx`` model in onnxruntime (``threads`` intra-op threads, 1 inter-op) on the execution
     providers :func:`ort_providers` chooses from ``providers`` (default: TensorRT, CUDA where this
-    onnxruntime has them, then CPU). A provider that fails to start (no GPU, a missing CUDA library) is
-    dropped and the session made again without it; ``providers`` says what runs, ``provider_notes`` what
-    was left out and why."""
+    onnxruntime has them, then CPU). A provider with which the session cannot be made (no GPU, a missing
+    CUDA library, an op it cannot run) is dropped and the session made again without it; ``providers``
+    says what runs, ``provider_notes`` what was left out and why. A model that fails on CPU too is one
+    error that says so (the providers tried first were not the cause)."""
 
     name = "onnxruntime"
 
@@ -118,13 +119,18 @@ class OnnxRuntimeBackend:
                 )
                 break
             except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-                if len(chosen) > 1:  # a GPU provider that cannot start here: fall back to the next
-                    self.provider_notes.append(f"{chosen[0]} failed to start: {str(e)[:200]}")
+                if len(chosen) > 1:  # a GPU provider (or the model on it) failed: try without it
+                    self.provider_notes.append(
+                        f"{chosen[0]} left out: the session could not be made with it ({str(e)[:200]})"
+                    )
                     chosen = chosen[1:]
                     continue
                 hint = ""
                 if "edgefuse" in str(e):
                     hint = " (an --plugins export: its custom nodes run only in TensorRT)"
+                tried = [n.split(" left out")[0] for n in self.provider_notes if " left out: " in n]
+                if tried:  # the model itself fails, not (only) the GPU providers it was tried on first
+                    hint += f" (also with {', '.join(tried)}: the model, not those providers)"
                 raise BackendError(f"{path}: onnxruntime cannot load it{hint}: {str(e)[:300]}") from None
         self.providers = self.session.get_providers()
         # the exporter drops inputs a model never reads (a LiDAR-only model has no radar inputs): feed
