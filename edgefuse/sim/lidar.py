@@ -353,13 +353,22 @@ def _true_beams(model: LidarModel) -> LidarModel:
     return cached
 
 
-def _reflectivity(scene: Scene, box_index: np.ndarray, points_world: np.ndarray, dt_s: np.ndarray):
+def _reflectivity(
+    scene: Scene,
+    box_index: np.ndarray,
+    points_world: np.ndarray,
+    dt_s: np.ndarray,
+    ground_wanted: np.ndarray | None = None,
+) -> np.ndarray:
     """ρ (K,) of what K rays hit (``box_index`` from :func:`cast_rays`, hits only): the box's material, a
-    board's printed squares (:func:`board_face_squares`), the ground by its surface."""
+    board's printed squares (:func:`board_face_squares`), the ground by its surface — looked up only where
+    ``ground_wanted`` (K,) is True (None: everywhere); other ground rows read 0."""
     box_refl = np.array([b.material.lidar_reflectivity for b in scene.boxes] + [0.0], np.float64)
-    refl = box_refl[box_index]
+    refl = box_refl[box_index]  # ground rows (index −1) read the trailing 0
     _board_squares(scene, box_index, points_world, dt_s, refl)
     g = np.flatnonzero(box_index == GROUND)
+    if ground_wanted is not None:
+        g = g[ground_wanted[g]]
     if g.size:
         surf = ground_surface(points_world[g, :2], scene.lanes, scene.roads)
         lut = np.array([GROUND_REFLECTIVITY[k] for k in (SURFACE_OFFROAD, SURFACE_ROAD, SURFACE_MARKING)])
@@ -499,21 +508,12 @@ def simulate_sweep(
     rh = r[ih]
     geo = hits.cos_incidence[ih] * np.exp(-2.0 * beta * rh)
     margin = np.exp(model.detection_sigma * z_det[ih]) / (rh * rh)
-    # reflectivity of what each ray hit
-    bi = hits.box_index[ih]
-    box_refl = np.array([b.material.lidar_reflectivity for b in scene.boxes] + [0.0], np.float64)
-    refl = box_refl[bi]  # ground rows (index −1) read the trailing 0 and are set below
+    # reflectivity of what each ray hit; only ground hits that the brightest ground surface could return
+    # need their surface looked up (the others stay undetected whatever they are painted with): keeps the
+    # surface grid local
     pts_h = o_world[ih] + rh[:, None] * d_world[ih]
-    _board_squares(scene, bi, pts_h, dt_s[ih], refl)
-    g = np.flatnonzero(bi == GROUND)
-    # only ground hits that the brightest ground surface could return need their surface looked up
-    # (the others stay undetected whatever they are painted with): keeps the surface grid local
-    rho_max = max(GROUND_REFLECTIVITY.values())
-    g = g[rho_max * geo[g] * margin[g] >= model.detection_threshold]
-    if g.size:
-        surf = ground_surface(pts_h[g, :2], scene.lanes, scene.roads)
-        lut = np.array([GROUND_REFLECTIVITY[k] for k in (SURFACE_OFFROAD, SURFACE_ROAD, SURFACE_MARKING)])
-        refl[g] = lut[surf]
+    could_return = max(GROUND_REFLECTIVITY.values()) * geo * margin >= model.detection_threshold
+    refl = _reflectivity(scene, hits.box_index[ih], pts_h, dt_s[ih], could_return)
     echo_h = refl * geo  # ρ·cos·exp(−2βr)
     if imp is not None and max(imp.divergence_rad) > 0:
         edges = _edge_rays(hits.box_index, hits.range_m, F, model)
