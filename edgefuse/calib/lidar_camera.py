@@ -27,12 +27,12 @@ from edgefuse.calib.common import CalibrationError, Gate, require_scipy
 from edgefuse.calib.lidar_camera_board import BoardObservation, board_plane
 from edgefuse.calib.lidar_planes import (
     RayPlane,
-    _tangent_basis,
     fit_plane_rays,
     moved_plane,
     offset_sensitivity,
     range_features,
     range_residuals,
+    tangent_basis,
     walk_feature,
 )
 from edgefuse.geometry import Transform, matrix_to_rotvec, rotvec_to_matrix
@@ -291,7 +291,7 @@ def _solve(
     hw, hh = np.asarray(board.plate_size) / 2.0
     ox, oy = board.plate_offset_m  # the plate's centre in the board frame
     T_bc = [p.T_cam_board.inverse() for p in poses]
-    E_c = [_tangent_basis(n) for n in n_c]
+    E_c = [tangent_basis(n) for n in n_c]
     rings = [np.concatenate(p.rings) if all(r is not None for r in p.rings) else None for p in poses]
     light = [np.concatenate(p.intensity) if all(v is not None for v in p.intensity) else None for p in poses]
     lasers = _offset_lasers(rings) if range_model else np.zeros(0, np.int64)
@@ -310,7 +310,8 @@ def _solve(
         # select each pose's points: near its camera plane (3 σ of the range residuals) and hitting the
         # plate (generously in the first round, when the start may be ~1° off; then inset_m inside)
         slack = 0.1 if rnd == 0 else -inset_m
-        sel, on_plane, fits, W, G, lines, ends = [], [], [], [], [], [], []
+        sel, on_plane, fits, W, G, ends = [], [], [], [], [], []
+        r_model, A_model = [], []  # the range model's residuals and their Jacobian, per pose
         for i, p in enumerate(poses):
             pts = np.vstack(p.points)
             plane = (R.T @ n_c[i], float(d_c[i] - n_c[i] @ t))  # the camera's plane in the LiDAR frame
@@ -330,10 +331,15 @@ def _solve(
                 inside = near if near.sum() >= 10 else np.ones(len(pts), bool)
             sel.append(pts[inside])
             on_plane.append(near)
-            fit = fit_plane_rays(pts[inside], R.T @ n_c[i], float(d_c[i] - n_c[i] @ t))
+            fit = fit_plane_rays(pts[inside], *plane)
             fits.append(fit)
             G.append(offset_sensitivity(fit, pts[inside], F[inside]))
-            lines.append((*range_residuals(fit, pts[inside]), F[inside], max(fit.sigma_m, 0.005)))
+            # the pose's points against its plane, both moved by the model's change dθ: the residuals
+            # (r − F·dθ + Jr·G·dθ) / σ, linear in dθ, independent of the extrinsics
+            r_i, Jr = range_residuals(fit, pts[inside])
+            sig_i = max(fit.sigma_m, 0.005)
+            r_model.append(r_i / sig_i)
+            A_model.append((-F[inside] + Jr @ G[-1]) / sig_i)
             # covariance of the residuals (tilt towards E_c[i][0], [1], offset at the LiDAR plane's centre)
             q = R @ fit.centre + t
             Jc = np.zeros((3, 6))
@@ -360,10 +366,7 @@ def _solve(
             else:
                 ends.append([])
         Rb, tb, th = R, t, theta
-        # the range model: each pose's points against its plane, both moved by the model's change dθ:
-        # residuals (r − F·dθ + Jr·G·dθ) / σ, linear in dθ (A), independent of the extrinsics
-        r_pts = np.concatenate([ln[0] / ln[3] for ln in lines])
-        A = np.vstack([(-ln[2] + ln[1] @ G[i]) / ln[3] for i, ln in enumerate(lines)])
+        r_pts, A = np.concatenate(r_model), np.vstack(A_model)
 
         def geometric(x, Rb=Rb, tb=tb, fits=fits, W=W, G=G, ends=ends) -> np.ndarray:
             """The plane-against-plane residuals (and the edge term) at x = (rotvec, t, dθ)."""
@@ -391,12 +394,8 @@ def _solve(
         def jacobian(x, A=A, geometric=geometric) -> np.ndarray:
             """The prior's and the range model's blocks exactly; the geometric block by central differences
             (a few residuals per pose)."""
-            P = len(x)
-            g = np.empty((len(geometric(x)), P))
-            for k in range(P):
-                h = np.zeros(P)
-                h[k] = 1e-6
-                g[:, k] = (geometric(x + h) - geometric(x - h)) / 2e-6
+            steps = np.eye(len(x)) * 1e-6
+            g = np.stack([(geometric(x + h) - geometric(x - h)) / 2e-6 for h in steps], axis=1)
             top = np.hstack([np.zeros((len(prior), 6)), np.diag(1.0 / prior)])
             mid = np.hstack([np.zeros((len(A), 6)), A])
             return np.vstack([top, mid, g])

@@ -18,7 +18,7 @@ import numpy as np
 from edgefuse.calib.common import CalibrationError
 
 
-def _tangent_basis(n: np.ndarray) -> np.ndarray:
+def tangent_basis(n: np.ndarray) -> np.ndarray:
     """(2, 3) orthonormal vectors perpendicular to the unit vector ``n``."""
     a = np.array([1.0, 0.0, 0.0]) if abs(n[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
     e1 = np.cross(n, a)
@@ -64,7 +64,7 @@ def fit_plane_rays(
     d = float(d0)
     for it in range(iterations + 1):
         c = centroid + (d - n @ centroid) * n  # the plane's point nearest the centroid
-        E = _tangent_basis(n)
+        E = tangent_basis(n)
         r = rho - d / (u @ n)
         # x = (a, b, o): n ← normalize(n + a e1 + b e2), plane through c + o n; Jacobian at x = 0
         J = _jacobian(p, n, d, c, E)
