@@ -112,6 +112,7 @@ class OnnxRuntimeBackend:
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         chosen, self.provider_notes = ort_providers(providers, ort.get_available_providers())
+        dropped: list[str] = []  # providers the session could not be made with
         while True:
             try:
                 self.session = ort.InferenceSession(
@@ -123,14 +124,14 @@ class OnnxRuntimeBackend:
                     self.provider_notes.append(
                         f"{chosen[0]} left out: the session could not be made with it ({str(e)[:200]})"
                     )
+                    dropped.append(chosen[0])
                     chosen = chosen[1:]
                     continue
                 hint = ""
                 if "edgefuse" in str(e):
                     hint = " (an --plugins export: its custom nodes run only in TensorRT)"
-                tried = [n.split(" left out")[0] for n in self.provider_notes if " left out: " in n]
-                if tried:  # the model itself fails, not (only) the GPU providers it was tried on first
-                    hint += f" (also with {', '.join(tried)}: the model, not those providers)"
+                if dropped:  # the model itself fails, not (only) the GPU providers it was tried on first
+                    hint += f" (also with {', '.join(dropped)}: the model, not those providers)"
                 raise BackendError(f"{path}: onnxruntime cannot load it{hint}: {str(e)[:300]}") from None
         self.providers = self.session.get_providers()
         # the exporter drops inputs a model never reads (a LiDAR-only model has no radar inputs): feed
